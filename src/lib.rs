@@ -1,0 +1,1 @@
+//! cis490 lab-host shipper: moves recorded episodes to the central receiver.
