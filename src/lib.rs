@@ -1,1 +1,9 @@
 //! cis490 lab-host shipper: moves recorded episodes to the central receiver.
+//!
+//! Modules follow the data's path: [`config`] → [`layout`] (episode states)
+//! → [`lock`] → [`archive`] → [`transport`] → [`outcome`] → [`ship`].
+
+pub mod archive;
+pub mod config;
+pub mod layout;
+pub mod lock;
