@@ -262,6 +262,8 @@ impl<W: Write> Walk<'_, W> {
             remaining: size,
             store_hint: &self.store_hint,
             error: None,
+            progress_base: self.input_bytes,
+            on_progress: &mut *self.on_progress,
         };
         let result = self.builder.append_data(&mut header, name, &mut reader);
         // The reader's own failure explains a write failure better.
@@ -281,7 +283,6 @@ impl<W: Write> Walk<'_, W> {
         self.store_hint.set(false);
         self.entries += 1;
         self.input_bytes += size;
-        (self.on_progress)(self.input_bytes);
         Ok(())
     }
 }
@@ -314,6 +315,9 @@ struct ChunkReader<'a> {
     remaining: u64,
     store_hint: &'a Cell<bool>,
     error: Option<ReadFailure>,
+    /// Content bytes of earlier files, for progress reports.
+    progress_base: u64,
+    on_progress: &'a mut dyn FnMut(u64),
 }
 
 impl Read for ChunkReader<'_> {
@@ -340,6 +344,8 @@ impl Read for ChunkReader<'_> {
                 }
             }
             self.remaining -= filled as u64;
+            self.progress_base += filled as u64;
+            (self.on_progress)(self.progress_base);
             self.start = 0;
             self.end = filled;
             self.store_hint

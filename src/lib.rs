@@ -4,6 +4,12 @@
 //! → [`lock`] → [`archive`] → [`transport`] → [`outcome`] → [`ship`].
 
 pub mod archive;
+pub mod cli;
 pub mod config;
 pub mod layout;
 pub mod lock;
+pub mod outcome;
+pub mod transport;
+pub mod exit;
+pub mod logging;
+pub mod ship;

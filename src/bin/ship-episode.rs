@@ -1,1 +1,223 @@
-fn main(){}
+//! `ship-episode`: ship ready episodes now (run by the .path unit), or the
+//! named ones, or requeue a quarantined one.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use cis490::layout::EpisodeId;
+use cis490::outcome::OutcomeKind;
+use cis490::ship::{Observer, RunReport, Shipper};
+use cis490::transport::Progress;
+
+/// Ship lab-host episodes to the receiver.
+///
+/// With no argument, every ready episode in `episodes/` is claimed and
+/// shipped: this is what cis490-ship-episode.path runs. Named episodes (an id,
+/// or a path into a state directory) are shipped now, whether ready or
+/// waiting for a retry in the outbox.
+///
+/// Exit status: 0 all shipped or nothing to do; 65 something was
+/// quarantined; 66 a named episode does not exist; 75 something is left for
+/// a retry; 78 the config is unusable or the receiver refused this host
+/// (token, certificate, URL).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Config file [default: $CIS490_CONFIG, else /etc/cis490/lab-host.toml]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Move this quarantined episode back into the queue and ship it.
+    #[arg(long, value_name = "ID", conflicts_with = "episodes")]
+    requeue: Option<String>,
+
+    /// Episode ids or paths to ship now.
+    #[arg(value_name = "ID|PATH")]
+    episodes: Vec<String>,
+}
+
+/// Progress on a terminal, for episodes big enough to wait for.
+struct TerminalProgress {
+    enabled: bool,
+    last_draw: Option<Instant>,
+    phase_started: Instant,
+}
+
+const PROGRESS_MIN_BYTES: u64 = 8 << 20;
+
+impl TerminalProgress {
+    fn draw(&mut self, line: String) {
+        let now = Instant::now();
+        if self.last_draw.is_some_and(|t| now.duration_since(t).as_millis() < 250) {
+            return;
+        }
+        self.last_draw = Some(now);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+    }
+
+    fn rate(&self, bytes: u64) -> f64 {
+        bytes as f64 / 1_048_576.0 / self.phase_started.elapsed().as_secs_f64().max(0.001)
+    }
+
+    fn clear(&mut self) {
+        if self.last_draw.take().is_some() {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+impl Observer for TerminalProgress {
+    fn archiving(&mut self, id: &EpisodeId, input_bytes: u64) {
+        if !self.enabled || input_bytes < PROGRESS_MIN_BYTES {
+            if input_bytes == 0 {
+                self.phase_started = Instant::now();
+            }
+            return;
+        }
+        let line = format!(
+            "{id}: packing {:.1} MiB ({:.1} MiB/s)",
+            input_bytes as f64 / 1_048_576.0,
+            self.rate(input_bytes)
+        );
+        self.draw(line);
+    }
+
+    fn uploading(&mut self, id: &EpisodeId, p: Progress) {
+        if p.sent == 0 || self.last_draw.is_none() && p.sent == p.total {
+            self.phase_started = Instant::now();
+        }
+        if !self.enabled || p.total < PROGRESS_MIN_BYTES {
+            return;
+        }
+        let line = format!(
+            "{id}: uploading {:.1} / {:.1} MiB ({:.1} MiB/s)",
+            p.sent as f64 / 1_048_576.0,
+            p.total as f64 / 1_048_576.0,
+            self.rate(p.sent)
+        );
+        self.draw(line);
+    }
+}
+
+fn print_summary(report: &RunReport) {
+    if report.episodes.is_empty() && report.host_error.is_none() && report.not_found.is_empty() {
+        println!("nothing to ship");
+        return;
+    }
+    for e in &report.episodes {
+        let size = e
+            .archive_bytes
+            .map(|b| format!(", {:.1} MiB", b as f64 / 1_048_576.0))
+            .unwrap_or_default();
+        println!(
+            "{:<11} {}  → {}/  ({}{size}, {:.1}s)",
+            e.outcome.as_str(),
+            e.id,
+            e.state,
+            e.detail,
+            e.duration.as_secs_f64()
+        );
+    }
+    for t in &report.not_found {
+        println!("{:<11} {t}  (no such episode)", "missing");
+    }
+    if let Some(h) = &report.host_error {
+        println!(
+            "\nstopped: the receiver refused this host ({}).\nfix: {}",
+            h.reason, h.fix
+        );
+    }
+    let n = |k| report.count(k);
+    println!(
+        "\n{} shipped, {} duplicate, {} quarantined, {} left for retry, {} skipped",
+        n(OutcomeKind::Shipped),
+        n(OutcomeKind::Duplicate),
+        n(OutcomeKind::Quarantined),
+        n(OutcomeKind::Retry),
+        n(OutcomeKind::Skipped)
+    );
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cis490::logging::init("ship-episode");
+    let config = match cis490::cli::load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let shipper = match Shipper::new(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            cis490::cli::fail(&e.to_string());
+            return ExitCode::from(match e {
+                cis490::ship::ShipError::Layout(_) => cis490::exit::IO_ERROR,
+                _ => cis490::exit::CONFIG,
+            });
+        }
+    };
+    let terminal = std::io::stdout().is_terminal();
+    let mut progress = TerminalProgress {
+        enabled: std::io::stderr().is_terminal(),
+        last_draw: None,
+        phase_started: Instant::now(),
+    };
+
+    let report = if let Some(target) = &args.requeue {
+        let result = shipper
+            .resolve_target(target)
+            .and_then(|id| shipper.requeue(&id, &mut progress));
+        match result {
+            Ok(r) => {
+                let mut report = RunReport::default();
+                if r.outcome == OutcomeKind::HostError {
+                    report.host_error = Some(cis490::ship::HostError {
+                        status: r.http_status.unwrap_or(0),
+                        reason: r.detail.clone(),
+                        fix: cis490::outcome::host_error_fix(r.http_status.unwrap_or(0)),
+                    });
+                }
+                report.episodes.push(r);
+                report
+            }
+            Err(e) => {
+                cis490::cli::fail(&e.to_string());
+                return ExitCode::from(cis490::exit::NO_INPUT);
+            }
+        }
+    } else if args.episodes.is_empty() {
+        match shipper.ship_ready(&mut progress) {
+            Ok(r) => r,
+            Err(e) => {
+                cis490::cli::fail(&e.to_string());
+                return ExitCode::from(cis490::exit::IO_ERROR);
+            }
+        }
+    } else {
+        let mut ids = Vec::new();
+        let mut not_found = Vec::new();
+        for t in &args.episodes {
+            match shipper.resolve_target(t) {
+                Ok(id) if shipper.layout().locate(&id).is_some() => ids.push(id),
+                Ok(_) => not_found.push(t.clone()),
+                Err(e) => {
+                    cis490::cli::fail(&e.to_string());
+                    return ExitCode::from(cis490::exit::USAGE);
+                }
+            }
+        }
+        let mut r = shipper.ship_ids(ids, &mut progress);
+        r.not_found = not_found;
+        r
+    };
+    progress.clear();
+    // The journal already has one line per episode; elsewhere, summarise.
+    if terminal || !cis490::logging::stderr_is_journal() {
+        print_summary(&report);
+    }
+    ExitCode::from(report.exit_code())
+}

@@ -1,0 +1,459 @@
+//! HTTP(S) upload of one staged archive to the receiver.
+//!
+//! Built on reqwest's async client, driven by a private single-threaded
+//! runtime so callers see a plain blocking call. The async client is what
+//! makes three things possible that the blocking one cannot do:
+//! - a *stall* timeout (no bytes moving for `request_timeout`) instead of a
+//!   limit on the whole transfer, which would cut large episodes off;
+//! - a receiver that answers early (say 400) while the body is still being
+//!   sent is classified by its status: the blocking client finishes sending
+//!   the body before it looks at the response, and so reports a broken pipe;
+//! - cancellation within a fraction of a second (SIGTERM of the scanner).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+
+use crate::config::ReceiverConfig;
+use crate::layout::EpisodeId;
+
+/// How often progress, stalls and cancellation are looked at.
+const TICK: Duration = Duration::from_millis(200);
+/// Upload chunk size read from the staged archive.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+/// How much of a response body is kept as the reason (quarantine sidecar, logs).
+pub const BODY_EXCERPT_BYTES: usize = 512;
+
+pub const USER_AGENT: &str = concat!("cis490-shipper/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("receiver.{key}: cannot read {path}: {source}")]
+    Read {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("receiver.{key}: {path}: {message}")]
+    Invalid {
+        key: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+    #[error("receiver.url: cannot build the upload URL for {0}")]
+    Url(String),
+}
+
+/// What the receiver answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// The first bytes of the response body, lossily decoded and trimmed.
+    pub body_excerpt: String,
+}
+
+/// Why there is no answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot connect to the receiver: {0}")]
+    Connect(String),
+    #[error("TLS failure talking to the receiver: {0}")]
+    Tls(String),
+    #[error("upload stalled: no progress for {0:?}")]
+    Stalled(Duration),
+    #[error("upload cancelled (shutting down)")]
+    Cancelled,
+    #[error("cannot read the staged archive: {0}")]
+    Archive(String),
+    #[error("HTTP exchange failed: {0}")]
+    Protocol(String),
+}
+
+/// Progress of one upload, reported every tick.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub sent: u64,
+    pub total: u64,
+    /// True when bytes moved since the previous report.
+    pub moved: bool,
+}
+
+/// An archive ready to go: path, size and digest.
+#[derive(Debug, Clone)]
+pub struct Upload<'a> {
+    pub host_id: &'a str,
+    pub episode_id: &'a EpisodeId,
+    pub archive: &'a Path,
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+}
+
+pub struct Transport {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    base_url: reqwest::Url,
+    bearer: Option<String>,
+    stall_timeout: Duration,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("Transport")
+            .field("base_url", &self.base_url.as_str())
+            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn read_file(key: &'static str, path: &Path) -> Result<Vec<u8>, SetupError> {
+    std::fs::read(path).map_err(|source| SetupError::Read {
+        key,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl Transport {
+    pub fn new(rcv: &ReceiverConfig, stall_timeout: Duration) -> Result<Transport, SetupError> {
+        let base_url = reqwest::Url::parse(&rcv.url).map_err(|e| SetupError::Url(e.to_string()))?;
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(stall_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            // Redirecting a PUT body is never what the receiver means.
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_backend_rustls();
+        if let Some(path) = &rcv.ca_bundle {
+            let pem = read_file("ca_bundle", path)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                SetupError::Invalid {
+                    key: "ca_bundle",
+                    path: path.clone(),
+                    message: format!("not a PEM certificate bundle: {e}"),
+                }
+            })?;
+            if certs.is_empty() {
+                return Err(SetupError::Invalid {
+                    key: "ca_bundle",
+                    path: path.clone(),
+                    message: "holds no certificate".into(),
+                });
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        if let (Some(cert), Some(key)) = (&rcv.client_cert, &rcv.client_key) {
+            let mut pem = read_file("client_cert", cert)?;
+            pem.push(b'\n');
+            pem.extend(read_file("client_key", key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| SetupError::Invalid {
+                key: "client_cert",
+                path: cert.clone(),
+                message: format!("client certificate and key do not load: {e}"),
+            })?;
+            builder = builder.identity(identity);
+        }
+        if !rcv.verify_tls {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| SetupError::Client(error_chain(&e)))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SetupError::Client(e.to_string()))?;
+        Ok(Transport {
+            client,
+            runtime,
+            base_url,
+            bearer: rcv.bearer_token.as_ref().map(|s| s.expose().to_string()),
+            stall_timeout,
+        })
+    }
+
+    /// `{url}/episodes/{host_id}/{episode_id}`, each segment percent-encoded.
+    pub fn episode_url(&self, host_id: &str, id: &EpisodeId) -> Result<reqwest::Url, SetupError> {
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| SetupError::Url(self.base_url.to_string()))?
+            .pop_if_empty()
+            .extend(["episodes", host_id, id.as_str()]);
+        Ok(url)
+    }
+
+    /// PUT the archive. Blocks until the receiver answers, the upload stalls
+    /// for the stall timeout, or `cancel` is set.
+    pub fn put(
+        &self,
+        upload: &Upload<'_>,
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Reply, TransportError> {
+        let url = self
+            .episode_url(upload.host_id, upload.episode_id)
+            .map_err(|e| TransportError::Protocol(e.to_string()))?;
+        let file = std::fs::File::open(upload.archive)
+            .map_err(|e| TransportError::Archive(format!("{}: {e}", upload.archive.display())))?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let body = reqwest::Body::wrap_stream(file_stream(file, upload.bytes, sent.clone()));
+        let digest = base64::engine::general_purpose::STANDARD.encode(upload.sha256);
+        let mut request = self
+            .client
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, upload.bytes)
+            .header(reqwest::header::CONTENT_TYPE, "application/gzip")
+            .header("Content-Digest", format!("sha-256=:{digest}:"))
+            .body(body);
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        let total = upload.bytes;
+        let stall = self.stall_timeout;
+
+        self.runtime.block_on(async {
+            let exchange = async {
+                let response = request.send().await.map_err(classify_error)?;
+                read_reply(response).await
+            };
+            tokio::pin!(exchange);
+            let mut ticker = tokio::time::interval(TICK);
+            let mut last_sent = 0u64;
+            let mut last_move = Instant::now();
+            loop {
+                tokio::select! {
+                    reply = &mut exchange => return reply,
+                    _ = ticker.tick() => {
+                        let now_sent = sent.load(Ordering::Relaxed);
+                        let moved = now_sent != last_sent;
+                        if moved {
+                            last_sent = now_sent;
+                            last_move = Instant::now();
+                        }
+                        on_progress(Progress { sent: now_sent, total, moved });
+                        if cancel.load(Ordering::Relaxed) {
+                            return Err(TransportError::Cancelled);
+                        }
+                        // Waiting for the answer after the last byte counts
+                        // as a stall too: a receiver that never answers.
+                        if last_move.elapsed() >= stall {
+                            return Err(TransportError::Stalled(stall));
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// The archive as a stream of chunks, counting what has been handed to
+/// the connection. Reads block briefly on local disk, which is acceptable
+/// on this dedicated runtime.
+fn file_stream(
+    file: std::fs::File,
+    total: u64,
+    sent: Arc<AtomicU64>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    futures_util::stream::unfold((file, 0u64), move |(mut file, done)| {
+        let sent = sent.clone();
+        async move {
+            use std::io::Read;
+            if done >= total {
+                return None;
+            }
+            let want = UPLOAD_CHUNK.min((total - done) as usize);
+            let mut buf = vec![0u8; want];
+            let result = match file.read(&mut buf) {
+                Ok(0) => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "staged archive is shorter than expected",
+                )),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf)
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(chunk) => {
+                    let next = done + chunk.len() as u64;
+                    sent.store(next, Ordering::Relaxed);
+                    Some((Ok(chunk), (file, next)))
+                }
+                // Poison the state so the stream ends after the error.
+                Err(e) => Some((Err(e), (file, total))),
+            }
+        }
+    })
+}
+
+async fn read_reply(mut response: reqwest::Response) -> Result<Reply, TransportError> {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    // Only the start of the body matters, and a receiver that closes early
+    // may cut it short: keep what arrived.
+    let mut excerpt = Vec::new();
+    while excerpt.len() < BODY_EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    excerpt.truncate(BODY_EXCERPT_BYTES);
+    let text = String::from_utf8_lossy(&excerpt);
+    let body_excerpt = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string();
+    Ok(Reply {
+        status,
+        retry_after,
+        body_excerpt,
+    })
+}
+
+fn classify_error(e: reqwest::Error) -> TransportError {
+    let detail = error_chain(&e);
+    if has_tls_cause(&e) {
+        TransportError::Tls(detail)
+    } else if e.is_connect() {
+        TransportError::Connect(detail)
+    } else if e.is_body() && detail.contains("staged archive") {
+        TransportError::Archive(detail)
+    } else {
+        TransportError::Protocol(detail)
+    }
+}
+
+fn has_tls_cause(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// "a: b: c" from an error and its sources, without repeats.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// `Retry-After` as delay-seconds or an IMF-fixdate HTTP-date (RFC 9110).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_imf_fixdate(value)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`
+fn parse_imf_fixdate(s: &str) -> Option<SystemTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u64
+        + 1;
+    let year: u64 = year.parse().ok()?;
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || year < 1970 || *h > 23 || *m > 59 || *sec > 60 {
+        return None;
+    }
+    // Days since the epoch (civil-from-days inverse, proleptic Gregorian).
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // 1994-11-06 08:49:37
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:40:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn url_segments_are_encoded() {
+        let rcv = ReceiverConfig {
+            url: "https://collector.wg/base".into(),
+            ca_bundle: None,
+            client_cert: None,
+            client_key: None,
+            bearer_token: None,
+            bearer_token_source: None,
+            verify_tls: true,
+        };
+        let t = Transport::new(&rcv, Duration::from_secs(5)).expect("transport");
+        let id = EpisodeId::parse("run 1?#%").expect("id");
+        assert_eq!(
+            t.episode_url("lab-7", &id).expect("url").as_str(),
+            "https://collector.wg/base/episodes/lab-7/run%201%3F%23%25"
+        );
+    }
+}
