@@ -98,10 +98,11 @@ pub fn build(
         partial_path,
     };
     let top = Path::new(top_name);
-    let root_meta = fs::symlink_metadata(episode_dir).map_err(|source| ArchiveError::Unreadable {
-        path: episode_dir.to_path_buf(),
-        source,
-    })?;
+    let root_meta =
+        fs::symlink_metadata(episode_dir).map_err(|source| ArchiveError::Unreadable {
+            path: episode_dir.to_path_buf(),
+            source,
+        })?;
     walk.directory(episode_dir, top, &root_meta)?;
     let (input_bytes, entries, skipped) = (walk.input_bytes, walk.entries, walk.skipped);
 

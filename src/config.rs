@@ -133,10 +133,12 @@ impl Config {
         file: &Path,
         credentials_dir: Option<&Path>,
     ) -> Result<Config, ConfigError> {
-        let table: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            file: file.to_path_buf(),
-            message: one_line(&e.to_string()),
-        })?;
+        let table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                file: file.to_path_buf(),
+                message: one_line(&e.to_string()),
+            })?;
         let mut p = Parser {
             file,
             warnings: Vec::new(),
@@ -166,7 +168,10 @@ impl Config {
         let keep_local_for_days = p.integer(&mut retention, "keep_local_for_days", 7, 0, 36_500)?;
         let quarantine_keep_days =
             p.integer(&mut retention, "quarantine_keep_days", 30, 0, 36_500)?;
-        if retention.table.contains_key("quarantine_cleanup_interval_s") {
+        if retention
+            .table
+            .contains_key("quarantine_cleanup_interval_s")
+        {
             // Still type-checked so a garbled value is not ignored silently.
             p.seconds(
                 &mut retention,
@@ -530,18 +535,25 @@ mod tests {
 
     #[test]
     fn wrong_type_and_range_are_errors() {
-        let err = parse(&format!("{MINIMAL}[retention]\nkeep_local_for_days = \"7\"\n"))
-            .expect_err("string days")
-            .to_string();
+        let err = parse(&format!(
+            "{MINIMAL}[retention]\nkeep_local_for_days = \"7\"\n"
+        ))
+        .expect_err("string days")
+        .to_string();
         assert!(err.contains("retention.keep_local_for_days"), "{err}");
         assert!(err.contains("expected an integer, found string"), "{err}");
         let err = parse(&format!("{MINIMAL}[shipper]\ngzip_level = 10\n"))
             .expect_err("level 10")
             .to_string();
-        assert!(err.contains("shipper.gzip_level: 10 is out of range"), "{err}");
-        let err = parse(&format!("{MINIMAL}[retention]\nquarantine_keep_days = -1\n"))
-            .expect_err("negative")
-            .to_string();
+        assert!(
+            err.contains("shipper.gzip_level: 10 is out of range"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{MINIMAL}[retention]\nquarantine_keep_days = -1\n"
+        ))
+        .expect_err("negative")
+        .to_string();
         assert!(err.contains("retention.quarantine_keep_days"), "{err}");
         let err = parse(&format!("{MINIMAL}[shipper]\nscan_interval_s = 0\n"))
             .expect_err("zero interval")
@@ -559,9 +571,7 @@ mod tests {
             .expect_err("no host id")
             .to_string();
         assert!(err.contains("host_id: required but missing"), "{err}");
-        let err = parse("host_id = \"h\"\n")
-            .expect_err("no url")
-            .to_string();
+        let err = parse("host_id = \"h\"\n").expect_err("no url").to_string();
         assert!(err.contains("receiver.url: required but missing"), "{err}");
         let err = parse("host_id = \"h\"\n[receiver]\nurl = \"ftp://x\"\n")
             .expect_err("ftp")
@@ -573,7 +583,10 @@ mod tests {
     fn syntax_error_is_one_line_with_file() {
         let err = parse("host_id = \n").expect_err("syntax").to_string();
         assert!(!err.contains('\n'), "{err}");
-        assert!(err.starts_with("/etc/cis490/lab-host.toml: not valid TOML"), "{err}");
+        assert!(
+            err.starts_with("/etc/cis490/lab-host.toml: not valid TOML"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -184,7 +184,8 @@ impl Layout {
     }
 
     fn sibling(&self, state: State, id: &EpisodeId, suffix: &str) -> PathBuf {
-        self.state_dir(state).join(format!("{}{suffix}", id.as_str()))
+        self.state_dir(state)
+            .join(format!("{}{suffix}", id.as_str()))
     }
 
     /// Create the state directories that are missing.

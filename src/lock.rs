@@ -123,6 +123,9 @@ mod tests {
         std::fs::create_dir(&real).expect("mkdir");
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&real, &link).expect("symlink");
-        assert!(matches!(EpisodeLock::acquire(&link), Err(LockError::Gone(_))));
+        assert!(matches!(
+            EpisodeLock::acquire(&link),
+            Err(LockError::Gone(_))
+        ));
     }
 }

@@ -189,14 +189,15 @@ mod tests {
 
     #[test]
     fn every_row_of_the_table() {
-        assert_eq!(
-            classify(&reply(201, "")),
-            Verdict::Shipped { status: 201 }
-        );
+        assert_eq!(classify(&reply(201, "")), Verdict::Shipped { status: 201 });
         assert_eq!(classify(&reply(204, "")).kind(), OutcomeKind::Shipped);
         assert_eq!(classify(&reply(409, "")), Verdict::Duplicate);
         for s in [400, 412, 413, 415, 422] {
-            assert_eq!(classify(&reply(s, "no")).kind(), OutcomeKind::Quarantined, "{s}");
+            assert_eq!(
+                classify(&reply(s, "no")).kind(),
+                OutcomeKind::Quarantined,
+                "{s}"
+            );
         }
         assert_eq!(
             classify(&reply(412, "not in window")),
@@ -206,7 +207,11 @@ mod tests {
             }
         );
         for s in [401, 403, 404, 405] {
-            assert_eq!(classify(&reply(s, "")).kind(), OutcomeKind::HostError, "{s}");
+            assert_eq!(
+                classify(&reply(s, "")).kind(),
+                OutcomeKind::HostError,
+                "{s}"
+            );
         }
         for s in [408, 429, 500, 502, 503, 504] {
             assert_eq!(classify(&reply(s, "")).kind(), OutcomeKind::Retry, "{s}");
@@ -226,15 +231,19 @@ mod tests {
         for (attempt, base) in [(1u32, 1.0f64), (3, 4.0), (9, 300.0), (50, 300.0)] {
             for _ in 0..50 {
                 let d = backoff(attempt, None).as_secs_f64();
-                assert!(d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9, "{attempt}: {d}");
+                assert!(
+                    d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
+                    "{attempt}: {d}"
+                );
             }
         }
         assert_eq!(
             backoff(1, Some(Duration::from_secs(90))),
             Duration::from_secs(90)
         );
-        let spread: std::collections::HashSet<u64> =
-            (0..20).map(|_| backoff(9, None).as_millis() as u64).collect();
+        let spread: std::collections::HashSet<u64> = (0..20)
+            .map(|_| backoff(9, None).as_millis() as u64)
+            .collect();
         assert!(spread.len() > 5, "jitter does not vary: {spread:?}");
     }
 }

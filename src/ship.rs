@@ -231,7 +231,13 @@ impl Shipper {
         };
         let state = match self.layout.locate(id) {
             Some(s) => s,
-            None => return Some(report(OutcomeKind::Skipped, State::Episodes, "not found".into())),
+            None => {
+                return Some(report(
+                    OutcomeKind::Skipped,
+                    State::Episodes,
+                    "not found".into(),
+                ));
+            }
         };
         match state {
             State::Shipped => {
@@ -345,10 +351,17 @@ impl Shipper {
                 Ok(())
             }
             Err(LayoutError::Exists { .. }) => {
-                let reason = format!(
-                    "an episode named {id} is already in outbox/: this copy was set aside"
-                );
-                match self.settle(id, State::Episodes, State::Quarantine, &reason, None, None, 0) {
+                let reason =
+                    format!("an episode named {id} is already in outbox/: this copy was set aside");
+                match self.settle(
+                    id,
+                    State::Episodes,
+                    State::Quarantine,
+                    &reason,
+                    None,
+                    None,
+                    0,
+                ) {
                     Ok(()) => Err(EpisodeReport {
                         outcome: OutcomeKind::Quarantined,
                         state: State::Quarantine,
@@ -409,7 +422,13 @@ impl Shipper {
         match verdict {
             Verdict::Shipped { status } => {
                 report.http_status = Some(status);
-                self.finish(report, State::Shipped, "shipped".into(), Some(digest), started)
+                self.finish(
+                    report,
+                    State::Shipped,
+                    "shipped".into(),
+                    Some(digest),
+                    started,
+                )
             }
             Verdict::Duplicate => {
                 report.http_status = Some(409);
@@ -481,9 +500,9 @@ impl Shipper {
         .map_err(|e| {
             let _ = remove_if_present(&self.layout.partial_archive(id));
             match e {
-                ArchiveError::Unreadable { .. } => format!(
-                    "{e}: fix the permissions so the shipper (user cis490) can read it"
-                ),
+                ArchiveError::Unreadable { .. } => {
+                    format!("{e}: fix the permissions so the shipper (user cis490) can read it")
+                }
                 other => other.to_string(),
             }
         })?;
@@ -636,12 +655,26 @@ impl Shipper {
         macro_rules! emit {
             ($lvl:ident) => {
                 if r.http_status.is_some() {
-                    tracing::$lvl!(EPISODE_ID = id, HOST_ID = host, OUTCOME = outcome,
-                        HTTP_STATUS = status, BYTES = bytes, DURATION_MS = ms,
-                        ATTEMPT = r.attempt, "{msg}")
+                    tracing::$lvl!(
+                        EPISODE_ID = id,
+                        HOST_ID = host,
+                        OUTCOME = outcome,
+                        HTTP_STATUS = status,
+                        BYTES = bytes,
+                        DURATION_MS = ms,
+                        ATTEMPT = r.attempt,
+                        "{msg}"
+                    )
                 } else {
-                    tracing::$lvl!(EPISODE_ID = id, HOST_ID = host, OUTCOME = outcome,
-                        BYTES = bytes, DURATION_MS = ms, ATTEMPT = r.attempt, "{msg}")
+                    tracing::$lvl!(
+                        EPISODE_ID = id,
+                        HOST_ID = host,
+                        OUTCOME = outcome,
+                        BYTES = bytes,
+                        DURATION_MS = ms,
+                        ATTEMPT = r.attempt,
+                        "{msg}"
+                    )
                 }
             };
         }

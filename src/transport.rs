@@ -132,13 +132,12 @@ impl Transport {
             .tls_backend_rustls();
         if let Some(path) = &rcv.ca_bundle {
             let pem = read_file("ca_bundle", path)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                SetupError::Invalid {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::Invalid {
                     key: "ca_bundle",
                     path: path.clone(),
                     message: format!("not a PEM certificate bundle: {e}"),
-                }
-            })?;
+                })?;
             if certs.is_empty() {
                 return Err(SetupError::Invalid {
                     key: "ca_bundle",
@@ -425,7 +424,10 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // 1994-11-06 08:49:37
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
             Some(Duration::from_secs(60))

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::Parser;
 use cis490::layout::EpisodeId;
 use cis490::outcome::OutcomeKind;
 use cis490::ship::{Observer, RunReport, Shipper};
 use cis490::transport::Progress;
+use clap::Parser;
 
 /// Ship lab-host episodes to the receiver.
 ///
@@ -51,7 +51,10 @@ const PROGRESS_MIN_BYTES: u64 = 8 << 20;
 impl TerminalProgress {
     fn draw(&mut self, line: String) {
         let now = Instant::now();
-        if self.last_draw.is_some_and(|t| now.duration_since(t).as_millis() < 250) {
+        if self
+            .last_draw
+            .is_some_and(|t| now.duration_since(t).as_millis() < 250)
+        {
             return;
         }
         self.last_draw = Some(now);

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit and integration tests, and the
+# end-to-end test against a real systemd booted in a container.
+# Installs what it needs (as root, or with sudo) on a Debian/Ubuntu machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v systemd-nspawn >/dev/null 2>&1 || need_pkgs+=(systemd-container)
+command -v journalctl >/dev/null 2>&1 || need_pkgs+=(systemd)
+if ((${#need_pkgs[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "== installing ${need_pkgs[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --all-targets
