@@ -358,9 +358,7 @@ impl Shipper {
                     State::Episodes,
                     State::Quarantine,
                     &reason,
-                    None,
-                    None,
-                    0,
+                    &SettleInfo::default(),
                 ) {
                     Ok(()) => Err(EpisodeReport {
                         outcome: OutcomeKind::Quarantined,
@@ -517,7 +515,9 @@ impl Shipper {
         Ok((summary.sha256, summary.archive_bytes))
     }
 
-    /// Settle into `to` (shipped or quarantine) and clean the outbox files.
+    /// Settle into `to` (shipped or quarantine). The staged archive and the
+    /// retry state go first: a crash before the rename then only costs a
+    /// rebuild and a re-upload (answered 409), and never leaves orphans.
     fn finish(
         &self,
         mut report: EpisodeReport,
@@ -527,38 +527,31 @@ impl Shipper {
         started: Instant,
     ) -> EpisodeReport {
         let id = report.id.clone();
-        let mut settled = self.settle(
-            &id,
-            State::Outbox,
-            to,
-            &reason,
-            report.http_status,
-            sha256.clone(),
-            report.attempt,
-        );
+        for leftover in [self.layout.archive(&id), self.layout.retry_file(&id)] {
+            if let Err(e) = remove_if_present(&leftover) {
+                tracing::warn!(EPISODE_ID = %id, "{e}");
+            }
+        }
+        let meta = SettleInfo {
+            http_status: report.http_status,
+            sha256,
+            archive_bytes: report.archive_bytes,
+            attempts: report.attempt,
+        };
         let mut to = to;
         let mut reason = reason;
+        let mut settled = self.settle(&id, State::Outbox, to, &reason, &meta);
         if let Err(LayoutError::Exists { .. }) = settled
             && to == State::Shipped
         {
             // Same id shipped before: keep this copy as evidence.
             reason = format!("{reason}, but shipped/{id} already exists: set aside");
             to = State::Quarantine;
-            settled = self.settle(
-                &id,
-                State::Outbox,
-                to,
-                &reason,
-                report.http_status,
-                sha256,
-                report.attempt,
-            );
+            settled = self.settle(&id, State::Outbox, to, &reason, &meta);
         }
         report.duration = started.elapsed();
         match settled {
             Ok(()) => {
-                let _ = remove_if_present(&self.layout.archive(&id));
-                let _ = remove_if_present(&self.layout.retry_file(&id));
                 report.outcome = if to == State::Shipped {
                     OutcomeKind::Shipped
                 } else {
@@ -579,16 +572,13 @@ impl Shipper {
 
     /// Write the sidecar, then rename the directory: the rename is the
     /// state change.
-    #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
         id: &EpisodeId,
         from: State,
         to: State,
         reason: &str,
-        http_status: Option<u16>,
-        sha256: Option<String>,
-        attempts: u32,
+        info: &SettleInfo,
     ) -> Result<(), LayoutError> {
         let dest = self.layout.episode_dir(to, id);
         if dest.exists() {
@@ -597,18 +587,15 @@ impl Shipper {
                 to: dest,
             });
         }
-        let archive_bytes = std::fs::metadata(self.layout.archive(id))
-            .ok()
-            .map(|m| m.len());
         Sidecar {
             episode_id: id.to_string(),
             state: to,
             entered_at: unix_now(),
             reason: reason.to_string(),
-            http_status,
-            sha256,
-            archive_bytes,
-            attempts,
+            http_status: info.http_status,
+            sha256: info.sha256.clone(),
+            archive_bytes: info.archive_bytes,
+            attempts: info.attempts,
         }
         .store(&self.layout, id)?;
         rename_noreplace(&self.layout.episode_dir(from, id), &dest)?;
@@ -685,6 +672,15 @@ impl Shipper {
         }
         r
     }
+}
+
+/// What a sidecar records besides the reason.
+#[derive(Debug, Default)]
+struct SettleInfo {
+    http_status: Option<u16>,
+    sha256: Option<String>,
+    archive_bytes: Option<u64>,
+    attempts: u32,
 }
 
 pub fn hex(bytes: &[u8]) -> String {
