@@ -169,12 +169,14 @@ impl Receiver {
     }
 
     pub fn stats(&self) -> serde_json::Value {
-        self.control
+        let body = self
+            .control
             .get(format!("{}/_control/stats", self.url))
             .send()
             .expect("stats")
-            .json()
-            .expect("stats json")
+            .bytes()
+            .expect("stats body");
+        serde_json::from_slice(&body).expect("stats json")
     }
 
     /// How many PUTs reached the receiver for `host/id`.
