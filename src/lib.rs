@@ -9,6 +9,7 @@ pub mod config;
 pub mod layout;
 pub mod lock;
 pub mod outcome;
+pub mod prune;
 pub mod transport;
 pub mod exit;
 pub mod logging;
