@@ -452,7 +452,10 @@ impl Run<'_> {
         path: &Path,
         has_sidecar: bool,
     ) -> Result<Option<Entered>, String> {
-        let sidecar_path = self.layout.state_dir(state).join(format!("{id}{SIDECAR_SUFFIX}"));
+        let sidecar_path = self
+            .layout
+            .state_dir(state)
+            .join(format!("{id}{SIDECAR_SUFFIX}"));
         let fallback = if has_sidecar {
             match read_small_file(&sidecar_path) {
                 Ok(bytes) => match serde_json::from_slice::<Sidecar>(&bytes) {
@@ -550,7 +553,10 @@ impl Run<'_> {
     }
 
     fn remove_sidecar_if_unchanged(&mut self, state: State, id: &str, seen: Option<&[u8]>) {
-        let path = self.layout.state_dir(state).join(format!("{id}{SIDECAR_SUFFIX}"));
+        let path = self
+            .layout
+            .state_dir(state)
+            .join(format!("{id}{SIDECAR_SUFFIX}"));
         let unchanged = match read_small_file(&path) {
             Ok(now) => seen == Some(now.as_slice()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
@@ -662,7 +668,10 @@ impl Run<'_> {
             kind,
             age,
             bytes: meta.blocks() * 512,
-            reason: format!("{reason}, last written {:.1} days ago", age.as_secs_f64() / DAY),
+            reason: format!(
+                "{reason}, last written {:.1} days ago",
+                age.as_secs_f64() / DAY
+            ),
         };
         if self.dry_run {
             self.removed(removal);
@@ -933,7 +942,11 @@ mod tests {
         assert_eq!(q.kind, Kind::Episode);
         assert!((q.age_days() - 31.0).abs() < 0.01, "{}", q.age_days());
         assert!(q.bytes >= 10_004, "bytes {}", q.bytes);
-        assert!(q.reason.starts_with("quarantined 31.0 days ago, keep 30"), "{}", q.reason);
+        assert!(
+            q.reason.starts_with("quarantined 31.0 days ago, keep 30"),
+            "{}",
+            q.reason
+        );
         assert_eq!(r.kept_in(State::Quarantine), 1);
         assert_eq!(r.kept_in(State::Shipped), 1);
         assert_eq!(r.totals(State::Quarantine, true), (1, q.bytes));
@@ -983,12 +996,30 @@ mod tests {
         assert!(r.removed.is_empty(), "{:?}", r.removed);
         assert!(dir.is_dir() && plain.is_dir());
         // Kept 30 more days: 29 days on, still there; 31 days on, gone.
-        let r = prune(&layout, &settings(30, 7), now + Duration::from_secs(29 * DAYS), false);
+        let r = prune(
+            &layout,
+            &settings(30, 7),
+            now + Duration::from_secs(29 * DAYS),
+            false,
+        );
         assert!(r.removed.is_empty(), "{:?}", r.removed);
-        let r = prune(&layout, &settings(30, 7), now + Duration::from_secs(31 * DAYS), false);
+        let r = prune(
+            &layout,
+            &settings(30, 7),
+            now + Duration::from_secs(31 * DAYS),
+            false,
+        );
         assert_eq!(r.removed.len(), 2, "{:?}", r.removed);
-        let fallback = r.removed.iter().find(|x| x.name == "nosidecar").expect("plain");
-        assert!(fallback.reason.contains("no sidecar: age from the directory's ctime"));
+        let fallback = r
+            .removed
+            .iter()
+            .find(|x| x.name == "nosidecar")
+            .expect("plain");
+        assert!(
+            fallback
+                .reason
+                .contains("no sidecar: age from the directory's ctime")
+        );
         assert!(!dir.exists() && !plain.exists());
     }
 
@@ -1027,7 +1058,10 @@ mod tests {
         assert!(r.failures.is_empty(), "{:?}", r.failures);
         assert!(!old.exists());
         assert_eq!(names(&outside), ["deep", "precious"]);
-        assert_eq!(fs::read(outside.join("deep/precious")).expect("read"), b"keep me");
+        assert_eq!(
+            fs::read(outside.join("deep/precious")).expect("read"),
+            b"keep me"
+        );
         assert_eq!(names(&other), ["data.bin", "done.marker", "sub"]);
         assert_eq!(names(&other.join("sub")), ["more.bin"]);
         // Bytes counted without following the links: nowhere near /.
@@ -1049,9 +1083,16 @@ mod tests {
         let r = prune(&layout, &settings(30, 7), now, false);
         assert!(r.failures.is_empty(), "{:?}", r.failures);
         assert!(!e.exists());
-        assert!(r.removed[0].reason.contains("is a symlink"), "{}", r.removed[0].reason);
+        assert!(
+            r.removed[0].reason.contains("is a symlink"),
+            "{}",
+            r.removed[0].reason
+        );
         assert_eq!(names(&outside), ["precious"]);
-        assert!(fs::symlink_metadata(q.join("linked")).is_ok(), "link entry kept");
+        assert!(
+            fs::symlink_metadata(q.join("linked")).is_ok(),
+            "link entry kept"
+        );
     }
 
     #[test]
@@ -1067,7 +1108,11 @@ mod tests {
         let r = prune(&layout, &settings(30, 7), SystemTime::now(), true);
         assert!(r.dry_run);
         assert_eq!(r.removed.len(), 2, "{:?}", r.removed);
-        assert!(r.removed.iter().any(|x| x.name == "old" && x.bytes >= 10_004));
+        assert!(
+            r.removed
+                .iter()
+                .any(|x| x.name == "old" && x.bytes >= 10_004)
+        );
         let after: Vec<_> = State::ALL
             .iter()
             .map(|s| names(&layout.state_dir(*s)))
@@ -1110,7 +1155,11 @@ mod tests {
         fs::write(ob.join("live.retry.json.tmp4242"), b"{").expect("write");
         fs::write(ob.join("notours.txt"), b"?").expect("write");
         let yesterday = SystemTime::now() - Duration::from_secs(2 * DAYS);
-        for f in ["live.tar.gz.partial", "live.retry.json.tmp4242", "notours.txt"] {
+        for f in [
+            "live.tar.gz.partial",
+            "live.retry.json.tmp4242",
+            "notours.txt",
+        ] {
             set_mtime(&ob.join(f), yesterday);
         }
         let old = SystemTime::now() - Duration::from_secs(400 * DAYS);
@@ -1133,7 +1182,12 @@ mod tests {
         kinds.sort();
         assert_eq!(
             kinds,
-            ["partial_archive", "stale_archive", "stale_retry_state", "temp_file"]
+            [
+                "partial_archive",
+                "stale_archive",
+                "stale_retry_state",
+                "temp_file"
+            ]
         );
     }
 
