@@ -1,7 +1,9 @@
 //! cis490 lab-host shipper: moves recorded episodes to the central receiver.
 //!
 //! Modules follow the data's path: [`config`] → [`layout`] (episode states)
-//! → [`lock`] → [`archive`] → [`transport`] → [`outcome`] → [`ship`].
+//! → [`lock`] → [`archive`] → [`transport`] → [`outcome`] → [`ship`], then
+//! [`scan`] (the daemon's queue), [`prune`] (retention), and [`journal`] +
+//! [`doctor`] (diagnosis).
 
 pub mod archive;
 pub mod cli;
@@ -11,5 +13,6 @@ pub mod layout;
 pub mod lock;
 pub mod logging;
 pub mod outcome;
+pub mod prune;
 pub mod ship;
 pub mod transport;
