@@ -8,7 +8,9 @@
 pub mod archive;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod exit;
+pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod logging;
@@ -16,3 +18,4 @@ pub mod outcome;
 pub mod prune;
 pub mod ship;
 pub mod transport;
+pub mod unit_state;
