@@ -34,9 +34,10 @@ fn main() -> std::io::Result<()> {
     let mut i = 0;
     while written < half {
         let n = file_size.min(half - written);
-        let mut f = BufWriter::with_capacity(1 << 20, std::fs::File::create(
-            dir.join(format!("camera/cam{}_{i:03}.mp4", i % 3)),
-        )?);
+        let mut f = BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(dir.join(format!("camera/cam{}_{i:03}.mp4", i % 3)))?,
+        );
         let mut left = n;
         let mut buf = vec![0u8; 1 << 16];
         while left > 0 {

@@ -295,8 +295,15 @@ fn transient_then_recovery_reuses_archive() {
     assert_eq!(rcv.puts(&site.host, "flaky"), 2);
     assert!(!site.state_dir("outbox").join("flaky.tar.gz").exists());
     let entries = rcv.entries(&site.host, "flaky");
-    let x = entries.iter().find(|e| e.0 == "flaky/x").expect("x in archive");
-    assert_eq!(x.2, noise(50_000, 9), "retry recompressed instead of reusing");
+    let x = entries
+        .iter()
+        .find(|e| e.0 == "flaky/x")
+        .expect("x in archive");
+    assert_eq!(
+        x.2,
+        noise(50_000, 9),
+        "retry recompressed instead of reusing"
+    );
 }
 
 #[test]
