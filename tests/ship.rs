@@ -427,8 +427,11 @@ fn unreadable_file_keeps_episode_for_retry() {
     let site = Site::new(&rcv.url);
     let ep = site.add_episode("locked", &[("secret.bin", b"x")]);
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(ep.join("secret.bin"), std::fs::Permissions::from_mode(0))
-        .expect("chmod");
+    std::fs::set_permissions(
+        ep.join("secret.bin"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .expect("chmod");
     let out = site.ship(&[]);
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert_eq!(site.where_is("locked"), Some("outbox"));
