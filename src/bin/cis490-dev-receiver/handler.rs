@@ -176,7 +176,74 @@ fn handle(conn: &mut Conn, req: &Request, shared: &Shared) -> Outcome {
             put_episode(conn, req, shared, host, episode)
         }
         ["_control", ..] if shared.control => control(conn, req, shared, &segs[1..]),
+        ["_sink", ..] if req.method == "PUT" => sink(conn, req),
         _ => respond_skip_body(conn, req, Response::text(404, "not found")),
+    }
+}
+
+/// `PUT /_sink/...`: read and discard any body, fixed-length or chunked,
+/// and answer 201. A loopback sink for benchmark baselines such as
+/// `tar -cf - | gzip -6 | curl -T - URL/_sink/x`, which send no digest.
+fn sink(conn: &mut Conn, req: &Request) -> Outcome {
+    if req.expects_continue() && conn.send(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+        return Outcome::new(None, 0, After::Close).note("client vanished");
+    }
+    let read = if req.has_transfer_encoding() {
+        read_chunked(conn)
+    } else {
+        match req.content_length() {
+            Ok(len) => {
+                let len = len.unwrap_or(0);
+                io::copy(&mut (&mut conn.r).take(len), &mut io::sink()).and_then(|n| {
+                    if n == len {
+                        Ok(n)
+                    } else {
+                        Err(io::ErrorKind::UnexpectedEof.into())
+                    }
+                })
+            }
+            Err(why) => return respond(conn, req, Response::text(400, why), 0, After::Graceful),
+        }
+    };
+    match read {
+        Ok(n) => respond(
+            conn,
+            req,
+            Response::text(201, format!("discarded {n} bytes")),
+            n,
+            After::KeepAlive,
+        ),
+        Err(_) => Outcome::new(None, 0, After::Close).note("client disconnected"),
+    }
+}
+
+/// Read a chunked body (RFC 9112 section 7.1) into the void.
+fn read_chunked(conn: &mut Conn) -> io::Result<u64> {
+    use std::io::BufRead;
+    let mut total = 0u64;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        conn.r.read_line(&mut line)?;
+        let size_text = line.trim().split(';').next().unwrap_or("");
+        let size = u64::from_str_radix(size_text, 16)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+        if size == 0 {
+            // Trailers, then the empty line.
+            loop {
+                line.clear();
+                if conn.r.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                    return Ok(total);
+                }
+            }
+        }
+        let n = io::copy(&mut (&mut conn.r).take(size), &mut io::sink())?;
+        if n != size {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        total += n;
+        line.clear();
+        conn.r.read_line(&mut line)?; // CRLF after the chunk
     }
 }
 
