@@ -13,3 +13,5 @@ pub mod transport;
 pub mod exit;
 pub mod logging;
 pub mod ship;
+pub mod scan;
+pub mod signals;
