@@ -23,7 +23,7 @@ fn scanner_with_watchdog(
     notify: Option<&NotifySocket>,
     watchdog: Duration,
 ) -> Proc {
-    common::spawn(
+    scanner_support::spawn(
         SCANNER,
         &["--config", config.to_str().expect("utf-8 path")],
         root.dir.path().join(format!("scanner-{}.log", unique())),
@@ -40,7 +40,7 @@ fn unique() -> u128 {
 }
 
 fn once(config: &std::path::Path, root: &DataRoot) -> (i32, Proc) {
-    let mut p = common::spawn(
+    let mut p = scanner_support::spawn(
         SCANNER,
         &["--once", "--config", config.to_str().expect("utf-8 path")],
         root.dir.path().join(format!("once-{}.log", unique())),
