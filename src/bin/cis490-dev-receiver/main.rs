@@ -46,9 +46,11 @@ CONTROL ENDPOINTS (unauthenticated; for loopback testing only, disable with --no
   PUT    /_control/behave/{ID}     body = SPEC; set a rule
   DELETE /_control/behave/{ID}     clear a rule";
 
-/// Dev/test/benchmark receiver for cis490 episode uploads. Not for production.
+/// Dev/test/benchmark receiver for cis490 episode uploads (never installed on lab hosts).
+///
+/// The /_control endpoints are unauthenticated and meant for loopback testing only.
 #[derive(Parser, Debug)]
-#[command(version, about, after_help = AFTER_HELP)]
+#[command(name = "cis490-dev-receiver", version, after_help = AFTER_HELP)]
 struct Cli {
     /// Address to listen on; port 0 picks a free port. The bound address is printed
     /// as the first stdout line: `listening on http(s)://ADDR`.
