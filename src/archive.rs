@@ -14,13 +14,15 @@
 
 use std::cell::Cell;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
-use sha2::{Digest, Sha256};
+use flate2::Compression;
+
+mod gzip;
+use gzip::GzWriter;
 
 /// Read and compression chunk size.
 const CHUNK: usize = 256 * 1024;
@@ -73,18 +75,12 @@ pub fn build(
     };
     // Truncates whatever a crashed run left behind.
     let file = File::create(partial_path).map_err(write_err)?;
-    let hasher = HashingWriter {
-        inner: file,
-        hash: Sha256::new(),
-        bytes: 0,
-    };
+    let sink = HashingSink::new(file).map_err(write_err)?;
     let store_hint = Rc::new(Cell::new(false));
-    let gz = GzStream::new(
-        BufWriter::with_capacity(CHUNK, hasher),
-        Compression::new(gzip_level),
-        store_hint.clone(),
-    )
-    .map_err(write_err)?;
+    let gz = HintedGz {
+        gz: GzWriter::new(sink, Compression::new(gzip_level)).map_err(write_err)?,
+        store_hint: store_hint.clone(),
+    };
     let mut builder = tar::Builder::new(gz);
     builder.follow_symlinks(false);
 
@@ -107,14 +103,12 @@ pub fn build(
     let (input_bytes, entries, skipped) = (walk.input_bytes, walk.entries, walk.skipped);
 
     let gz = builder.into_inner().map_err(write_err)?;
-    let hasher = gz
+    let (file, sha256, archive_bytes) = gz
+        .gz
         .finish()
-        .map_err(write_err)?
-        .into_inner()
-        .map_err(|e| write_err(e.into_error()))?;
-    hasher.inner.sync_all().map_err(write_err)?;
-    let archive_bytes = hasher.bytes;
-    let sha256: [u8; 32] = hasher.hash.finalize().into();
+        .and_then(HashingSink::finish)
+        .map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
     fs::rename(partial_path, final_path).map_err(write_err)?;
     if let Some(dir) = final_path.parent() {
         crate::layout::sync_dir(dir).map_err(|e| write_err(io::Error::other(e.to_string())))?;
@@ -131,7 +125,7 @@ pub fn build(
 /// SHA-256 and size of an existing archive (a staged one, reused on retry).
 pub fn digest_file(path: &Path) -> io::Result<([u8; 32], u64)> {
     let mut f = File::open(path)?;
-    let mut hash = Sha256::new();
+    let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
     loop {
@@ -142,7 +136,12 @@ pub fn digest_file(path: &Path) -> io::Result<([u8; 32], u64)> {
         hash.update(&buf[..n]);
         total += n as u64;
     }
-    Ok((hash.finalize().into(), total))
+    let digest = hash.finish();
+    let digest: [u8; 32] = digest
+        .as_ref()
+        .try_into()
+        .map_err(|_| io::Error::other("SHA-256 digest is not 32 bytes"))?;
+    Ok((digest, total))
 }
 
 struct Walk<'a, W: Write> {
@@ -387,145 +386,116 @@ fn byte_entropy(data: &[u8]) -> f64 {
         .sum()
 }
 
-/// Counts and hashes everything written to the archive file.
-struct HashingWriter {
-    inner: File,
-    hash: Sha256,
-    bytes: u64,
+/// Hashes and writes the archive on a thread of its own, so that SHA-256
+/// (the costliest step after deflate on CPUs without SHA extensions) runs
+/// beside compression instead of after it. Bounded: at most a few chunks
+/// are in flight.
+/// The archive file, its SHA-256 and its size.
+type SinkResult = (File, [u8; 32], u64);
+
+struct HashingSink {
+    buf: Vec<u8>,
+    chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<io::Result<SinkResult>>>,
 }
 
-impl Write for HashingWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// A single-member gzip stream that deflates compressible input and writes
-/// incompressible input (as `store_hint` says) as raw stored blocks.
-///
-/// Stored blocks are written by hand because switching the compressor's level
-/// mid-stream is not supported by every backend. The framing stays valid:
-/// before a stored run the compressor is sync-flushed (byte-aligned, not
-/// final), and after it the compressor is reset, so its back-references
-/// never reach across bytes it did not see.
-struct GzStream<W: Write> {
-    inner: W,
-    deflate: Compress,
-    crc: Crc,
-    storing: bool,
-    store_hint: Rc<Cell<bool>>,
-    /// Input staged so that the compressor and stored blocks see large runs.
-    pending: Vec<u8>,
-    out: Vec<u8>,
-}
-
-/// Largest payload of one stored deflate block.
-const MAX_STORED: usize = 65_535;
-
-impl<W: Write> GzStream<W> {
-    fn new(mut inner: W, level: Compression, store_hint: Rc<Cell<bool>>) -> io::Result<Self> {
-        // RFC 1952 header: no name, mtime 0 (deterministic), OS = Unix.
-        inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])?;
-        Ok(GzStream {
-            inner,
-            deflate: Compress::new(level, false),
-            crc: Crc::new(),
-            storing: false,
-            store_hint,
-            pending: Vec::with_capacity(CHUNK),
-            out: Vec::with_capacity(CHUNK + 1024),
+impl HashingSink {
+    fn new(file: File) -> io::Result<HashingSink> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let thread = std::thread::Builder::new()
+            .name("archive-sink".into())
+            .spawn(move || {
+                let mut file = file;
+                let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+                let mut bytes = 0u64;
+                for mut chunk in rx {
+                    hash.update(&chunk);
+                    file.write_all(&chunk)?;
+                    bytes += chunk.len() as u64;
+                    chunk.clear();
+                    let _ = spare_tx.send(chunk);
+                }
+                let digest: [u8; 32] = hash
+                    .finish()
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| io::Error::other("SHA-256 digest is not 32 bytes"))?;
+                Ok((file, digest, bytes))
+            })?;
+        Ok(HashingSink {
+            buf: Vec::with_capacity(CHUNK),
+            chunks: Some(tx),
+            spare: spare_rx,
+            thread: Some(thread),
         })
     }
 
-    /// Write out everything staged, in the current mode.
-    fn drain(&mut self, flush: FlushCompress) -> io::Result<()> {
-        if self.storing {
-            for block in self.pending.chunks(MAX_STORED) {
-                let len = block.len() as u16;
-                let [l0, l1] = len.to_le_bytes();
-                // BFINAL=0, BTYPE=00 (stored), then LEN and NLEN.
-                self.inner.write_all(&[0, l0, l1, !l0, !l1])?;
-                self.inner.write_all(block)?;
-            }
-            self.pending.clear();
+    fn send_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
             return Ok(());
         }
-        let mut consumed = 0;
-        loop {
-            self.out.clear();
-            let before = self.deflate.total_in();
-            let status = self
-                .deflate
-                .compress_vec(&self.pending[consumed..], &mut self.out, flush)
-                .map_err(io::Error::other)?;
-            consumed += (self.deflate.total_in() - before) as usize;
-            self.inner.write_all(&self.out)?;
-            let done_input = consumed == self.pending.len();
-            match status {
-                Status::StreamEnd => break,
-                // Output buffer not full: the compressor has said all it can.
-                _ if done_input && self.out.len() < self.out.capacity() => break,
-                _ => {}
-            }
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.buf, next);
+        let sent = self.chunks.as_ref().map(|tx| tx.send(full));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The thread stopped: its own error explains why.
+            _ => Err(self.join_error()),
         }
-        self.pending.clear();
-        Ok(())
     }
 
-    fn switch_if_needed(&mut self) -> io::Result<()> {
-        let want_store = self.store_hint.get();
-        if want_store == self.storing {
-            return Ok(());
+    fn join_error(&mut self) -> io::Error {
+        self.chunks = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(Err(e))) => e,
+            _ => io::Error::other("archive writer thread stopped"),
         }
-        if want_store {
-            // Byte-align and empty the compressor before raw blocks follow.
-            self.drain(FlushCompress::Sync)?;
-        } else {
-            self.drain(FlushCompress::None)?;
-            self.deflate.reset();
-        }
-        self.storing = want_store;
-        Ok(())
     }
 
-    fn finish(mut self) -> io::Result<W> {
-        if self.storing {
-            self.drain(FlushCompress::None)?;
-            // An empty final stored block ends the deflate stream.
-            self.inner.write_all(&[1, 0, 0, 0xff, 0xff])?;
-        } else {
-            self.drain(FlushCompress::Finish)?;
+    /// Everything written: the file, its SHA-256 and its size.
+    fn finish(mut self) -> io::Result<(File, [u8; 32], u64)> {
+        self.send_buf()?;
+        self.chunks = None; // closes the channel: the thread finishes
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            _ => Err(io::Error::other("archive writer thread panicked")),
         }
-        self.inner.write_all(&self.crc.sum().to_le_bytes())?;
-        self.inner.write_all(&self.crc.amount().to_le_bytes())?;
-        self.inner.flush()?;
-        Ok(self.inner)
     }
 }
 
-impl<W: Write> Write for GzStream<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.switch_if_needed()?;
-        let room = CHUNK - self.pending.len();
-        let n = buf.len().min(room);
-        self.pending.extend_from_slice(&buf[..n]);
-        self.crc.update(&buf[..n]);
-        if self.pending.len() == CHUNK {
-            self.drain(FlushCompress::None)?;
+impl Write for HashingSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send_buf()?;
         }
         Ok(n)
     }
-
     fn flush(&mut self) -> io::Result<()> {
-        // Deliberately not a deflate flush: that would cost size. The
-        // stream is completed by `finish`.
         Ok(())
+    }
+}
+
+/// The gzip writer, switched between deflating and storing by the hint
+/// the reader sets for the chunk being written.
+struct HintedGz<W: Write> {
+    gz: GzWriter<W>,
+    store_hint: Rc<Cell<bool>>,
+}
+
+impl<W: Write> Write for HintedGz<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.gz.set_storing(self.store_hint.get())?;
+        self.gz.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.gz.flush()
     }
 }
 

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::behave::{self, Action, Rules};
 use crate::conn::Conn;
@@ -271,7 +270,7 @@ fn decode_id(raw: &str) -> Result<String, &'static str> {
 /// Constant-time comparison of the presented token against the configured one
 /// (both hashed first, so the length is not leaked either).
 fn token_ok(expected: &[u8; 32], presented: &str) -> bool {
-    let got: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let got = sha256(presented.as_bytes());
     let diff = expected
         .iter()
         .zip(got.iter())
@@ -345,46 +344,32 @@ fn injected_response(code: u16, retry_after: Option<u64>, host: &str, episode: &
     resp
 }
 
-/// Streaming SHA-256 of upload bodies.
-///
-/// Uses aws-lc's assembly SHA-256 (reached through rustls' public crypto-provider API, so no
-/// extra dependency) because on CPUs without SHA-NI it is ~1.7x faster than the portable
-/// `sha2` code; falls back to `sha2` should that provider ever not be SHA-256.
-enum BodyHasher {
-    AwsLc(Box<dyn rustls::crypto::hash::Context>),
-    Sha2(Sha256),
-}
+/// Streaming SHA-256 of upload bodies (aws-lc's assembly implementation,
+/// the one rustls already links: much faster than portable code on CPUs
+/// without SHA extensions).
+struct BodyHasher(aws_lc_rs::digest::Context);
 
 impl BodyHasher {
     fn new() -> Self {
-        use rustls::crypto::hash::HashAlgorithm;
-        let suite = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256;
-        match suite.tls13().map(|s| s.common.hash_provider) {
-            Some(h) if h.algorithm() == HashAlgorithm::SHA256 && h.output_len() == 32 => {
-                BodyHasher::AwsLc(h.start())
-            }
-            _ => BodyHasher::Sha2(Sha256::new()),
-        }
+        BodyHasher(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
     }
 
     fn update(&mut self, data: &[u8]) {
-        match self {
-            BodyHasher::AwsLc(c) => c.update(data),
-            BodyHasher::Sha2(h) => h.update(data),
-        }
+        self.0.update(data);
     }
 
     fn finish(self) -> [u8; 32] {
-        match self {
-            BodyHasher::AwsLc(c) => {
-                let out = c.finish();
-                let mut d = [0u8; 32];
-                d.copy_from_slice(&out.as_ref()[..32]);
-                d
-            }
-            BodyHasher::Sha2(h) => h.finalize().into(),
-        }
+        let mut d = [0u8; 32];
+        d.copy_from_slice(self.0.finish().as_ref());
+        d
     }
+}
+
+/// SHA-256 of a short value (tokens).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut h = BodyHasher::new();
+    h.update(data);
+    h.finish()
 }
 
 /// Releases the in-progress claim on drop.
@@ -802,20 +787,21 @@ mod tests {
     }
 
     #[test]
-    fn body_hasher_matches_sha2() {
-        let data: Vec<u8> = (0..1_000_003u32).map(|i| (i * 31) as u8).collect();
+    fn body_hasher_matches_known_vector() {
         let mut h = BodyHasher::new();
-        assert!(matches!(h, BodyHasher::AwsLc(_)));
-        for c in data.chunks(65_537) {
-            h.update(c);
-        }
-        let want: [u8; 32] = Sha256::digest(&data).into();
-        assert_eq!(h.finish(), want);
+        h.update(b"a");
+        h.update(b"bc");
+        let hex: String = h.finish().iter().map(|b| format!("{b:02x}")).collect();
+        // FIPS 180-2, appendix B.1.
+        assert_eq!(
+            hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
     fn token_compare() {
-        let exp: [u8; 32] = Sha256::digest(b"s3cret").into();
+        let exp = sha256(b"s3cret");
         assert!(token_ok(&exp, "s3cret"));
         assert!(!token_ok(&exp, "s3cres"));
         assert!(!token_ok(&exp, ""));

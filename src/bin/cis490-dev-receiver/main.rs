@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use sha2::{Digest, Sha256};
 
 use crate::behave::Rules;
 use crate::conn::{Conn, Stream};
@@ -137,7 +136,7 @@ fn main() -> Result<()> {
             if token.is_empty() {
                 bail!("bearer token file {} is empty", p.display());
             }
-            Some(<[u8; 32]>::from(Sha256::digest(token.as_bytes())))
+            Some(handler::sha256(token.as_bytes()))
         }
     };
     let tls = match (&cli.tls_cert, &cli.tls_key) {

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Benchmarks (release builds). Each part prints its own figures.
+#
+# 1. ship: `ship-episode` on a generated mixed episode (default 512 MiB: half
+#    random "video", half text sensor logs, ~2,000 small JSON files) to the
+#    dev receiver, side by side with `tar -cf - | gzip -6 | curl -T -` to a
+#    loopback sink and with `tar -cf - | curl -T -` (no compression: the
+#    ceiling). Reports wall time, CPU, peak RSS and archive size. Peak RSS is
+#    also measured on an episode a quarter of the size, to show it does not
+#    grow with the episode.
+# 2. scan: one ship-scanner pass with 100,000 shipped, 1,000 quarantined and
+#    100 pending episodes, against an empty data root (scripts/bench-scan.sh).
+# 3. doctor: 50,000 journal lines (scripts/bench-doctor.sh).
+#
+# Usage: scripts/bench.sh [ship|scan|doctor ...]   (default: all)
+#   BENCH_MIB=512  size of the generated episode
+#   BENCH_DIR=/dev/shm  where data, archives and the receiver's store go
+#   BENCH_RUNS=1   runs of each ship variant (the median is reported)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(ship scan doctor)
+
+command -v curl >/dev/null && [ -x /usr/bin/time ] || {
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq curl time >/dev/null
+}
+
+rpid=""
+work=""
+cleanup_ship() {
+    [ -z "$rpid" ] || kill "$rpid" 2>/dev/null || true
+    [ -z "$work" ] || rm -rf "$work"
+}
+
+bench_ship() {
+    local mib=${BENCH_MIB:-512} runs=${BENCH_RUNS:-1}
+    cargo build --release --quiet --bins --example gen_episode
+    local bin=${CARGO_TARGET_DIR:-target}/release
+    local base=${BENCH_DIR:-/dev/shm}
+    [ -w "$base" ] || base=${TMPDIR:-/tmp}
+    work=$(mktemp -d "$base/cis490-bench.XXXXXX")
+    rpid=""
+    trap 'cleanup_ship' EXIT
+
+    echo "== generating a ${mib} MiB episode in $work"
+    "$bin/examples/gen_episode" "$work/source/ep" "$mib"
+    "$bin/examples/gen_episode" "$work/small/ep" $((mib / 4))
+
+    "$bin/cis490-dev-receiver" --listen 127.0.0.1:0 --store "$work/store" \
+        >"$work/rcv.out" 2>/dev/null &
+    rpid=$!
+    for _ in $(seq 100); do grep -q '^listening' "$work/rcv.out" 2>/dev/null && break; sleep 0.05; done
+    local url
+    url=$(sed -n 's/^listening on //p' "$work/rcv.out")
+
+    # measure LABEL CMD...: appends "label wall user sys rss_kb" to results
+    measure() {
+        local label=$1; shift
+        /usr/bin/time -f "%e %U %S %M" -o "$work/time.out" "$@" >/dev/null 2>"$work/cmd.err" || {
+            echo "$label failed:" >&2; cat "$work/cmd.err" >&2; return 1; }
+        echo "$label $(cat "$work/time.out")" >>"$work/results"
+    }
+    ship_once() { # SRC RUN: copy the episode into a fresh data root and ship it
+        local src=$1 n=$2 root=$work/root-$2
+        rm -rf "$root"; mkdir -p "$root/data/episodes"
+        cp -r "$src" "$root/data/episodes/bench-$n"
+        printf 'host_id = "bench"\n[paths]\ndata_root = "%s"\n[receiver]\nurl = "%s"\n' \
+            "$root/data" "$url" >"$root/c.toml"
+        sync
+        measure "$3" "$bin/ship-episode" --config "$root/c.toml"
+        python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["archive_bytes"])' \
+            "$root/data/shipped/bench-$n.json" >>"$work/size.ship"
+        rm -rf "$root"
+    }
+    : >"$work/results"
+    for r in $(seq "$runs"); do
+        ship_once "$work/source/ep" "$r" ship-episode
+        measure "tar|gzip-6|curl" bash -c "set -o pipefail; tar -cf - -C '$work/source' ep | gzip -6 \
+            | tee >(wc -c >'$work/size.gzip.$r') | curl -sS --fail -T - '$url/_sink/base-$r'"
+        measure "tar|curl" bash -c "set -o pipefail; tar -cf - -C '$work/source' ep \
+            | curl -sS --fail -T - '$url/_sink/plain-$r'"
+    done
+    ship_once "$work/small/ep" small "ship-episode(quarter)"
+    sleep 0.2
+
+    local bytes=$((mib * 1048576))
+    python3 - "$work" "$bytes" "$runs" <<'PY'
+import sys, statistics, glob
+work, size, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rows = {}
+for line in open(f"{work}/results"):
+    label, wall, user, sys_, rss = line.split()
+    rows.setdefault(label, []).append((float(wall), float(user) + float(sys_), int(rss)))
+ship_sizes = [int(l) for l in open(f"{work}/size.ship")]
+gzip_sizes = [int(open(f).read()) for f in sorted(glob.glob(f"{work}/size.gzip.*"))]
+med = lambda xs: statistics.median(xs)
+print(f"\n{'variant':<26}{'wall s':>8}{'MiB/s':>9}{'CPU s':>8}{'peak RSS':>11}{'archive':>14}")
+for label, vals in rows.items():
+    wall = med([v[0] for v in vals]); cpu = med([v[1] for v in vals]); rss = max(v[2] for v in vals)
+    arch = ""
+    if label == "ship-episode": arch = f"{med(ship_sizes[:runs]):,.0f}"
+    if label.startswith("tar|gzip"): arch = f"{med(gzip_sizes):,.0f}"
+    rate = size / 1048576 / wall if "quarter" not in label else size / 4 / 1048576 / wall
+    print(f"{label:<26}{wall:>8.2f}{rate:>9.1f}{cpu:>8.2f}{rss/1024:>8.1f} MiB{arch:>14}")
+ship = med([v[0] for v in rows["ship-episode"]]); base = med([v[0] for v in rows["tar|gzip-6|curl"]])
+print(f"\nship-episode vs tar|gzip -6|curl: {base / ship:.2f}x the speed, "
+      f"{med(ship_sizes[:runs]) / med(gzip_sizes):.4f}x the archive size")
+print("targets: >= 4x the speed, <= 1.01x the size, peak RSS <= 16 MiB whatever the episode size")
+PY
+}
+
+for p in "${parts[@]}"; do
+    case $p in
+        ship) bench_ship ;;
+        scan) scripts/bench-scan.sh ;;
+        doctor) scripts/bench-doctor.sh ;;
+        *) echo "unknown part $p (ship|scan|doctor)" >&2; exit 64 ;;
+    esac
+done
