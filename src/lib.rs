@@ -6,10 +6,13 @@
 pub mod archive;
 pub mod cli;
 pub mod config;
+pub mod doctor;
+pub mod exit;
+pub mod journal;
 pub mod layout;
 pub mod lock;
-pub mod outcome;
-pub mod transport;
-pub mod exit;
 pub mod logging;
+pub mod outcome;
 pub mod ship;
+pub mod transport;
+pub mod unit_state;
