@@ -480,10 +480,15 @@ do_prune() {
 do_doctor() {
     local out rc=0
     out=$(c /usr/local/bin/doctor 2>&1) || rc=$?
-    printf '%s\n' "$out" | head -n 30
+    printf '%s\n' "$out" | head -n 40
     echo "(doctor exit status $rc)"
-    # It must see the watchdog restart and the 503s we caused.
-    grep -qi 'watchdog\|restart' <<<"$out" || fail "doctor does not mention the watchdog restart"
+    # It must report what this test did to the host.
+    grep -q 'HTTP 503' <<<"$out" || fail "doctor does not report the 503s"
+    grep -q 'cis490-ship-episode.path is watching' <<<"$out" || fail "doctor does not see the path unit watching"
+    if have_bin ship-scanner; then
+        grep -q 'killed by its watchdog 1 time(s).*restarted' <<<"$out" ||
+            fail "doctor does not report the watchdog kill and restart"
+    fi
 }
 
 # The bearer token comes through LoadCredential= from a root-only file that
