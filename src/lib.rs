@@ -13,6 +13,7 @@ pub mod layout;
 pub mod lock;
 pub mod logging;
 pub mod outcome;
+pub mod prune;
 pub mod ship;
 pub mod transport;
 pub mod unit_state;
