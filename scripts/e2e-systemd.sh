@@ -366,7 +366,8 @@ do_503() {
 }
 
 # An episode that cannot be claimed (here: an unusable config) makes the
-# glob keep matching: ship-episode retries every 5 s instead of spinning,
+# glob keep matching: after 3 s, ship-episode retries every 5 s instead of
+# spinning,
 # the path unit never fails, and it heals once the config is fixed.
 do_unclaimable() {
     local starts t0 t
@@ -374,15 +375,17 @@ do_unclaimable() {
     c sh -c "echo 'no_such_key = 1' >> $CONF"
     t0=$(now)
     make_episode stuck-1 >/dev/null
+    sleep 4.5
+    t=$(now)
     sleep 6
-    starts=$(c journalctl --no-pager -q -o cat -t ship-episode --since "@${t0%.*}" | grep -c 'no_such_key' || true)
+    starts=$(c journalctl --no-pager -q -o cat -t ship-episode --since "@${t%.*}" | grep -c 'no_such_key' || true)
     [ "$starts" -ge 1 ] && [ "$starts" -le 3 ] || fail "$starts runs in 6 s (want 1 to 3)"
     [ "$(unit_prop cis490-ship-episode.path ActiveState)" = active ] || fail "path unit not active"
     c mv "$CONF.good" "$CONF"
     t0=$(now)
     wait_for "[ -d '$ROOT$DATA/shipped/stuck-1' ]" 8 || fail "stuck-1 not shipped after the fix"
     t=$(since "$t0")
-    echo "bad config: $starts attempts in 6 s, path unit active; shipped ${t}s after the fix"
+    echo "bad config: $starts attempts in 6 s once the episode was over 3 s old, path unit active; shipped ${t}s after the fix"
 }
 
 do_scanner_ready() {
@@ -460,21 +463,30 @@ do_timer() {
     echo "$line"
 }
 
+# Two episodes quarantined for real (the receiver answers 400), one of them
+# aged to 40 days by its sidecar's entered_at; the prune service removes
+# that one only (quarantine_keep_days = 30).
 do_prune() {
-    local old=q-old fresh=q-fresh now_s
-    now_s=$(date +%s)
-    # Quarantined episodes as the shipper leaves them: directory + sidecar.
-    for id in $old $fresh; do
-        c runuser -u cis490 -- sh -c "mkdir $DATA/quarantine/$id && echo x > $DATA/quarantine/$id/data.bin"
+    local id old_at
+    for id in q-old q-fresh; do
+        behave "$id" status:400
+        make_episode "$id" >/dev/null
+        wait_for "[ -d '$ROOT$DATA/quarantine/$id' ]" 5 || fail "$id not quarantined on a 400"
+        unbehave "$id"
     done
-    c runuser -u cis490 -- sh -c "printf '{\"entered_at\":%s,\"reason\":\"e2e\"}' $((now_s - 40 * 86400)) > $DATA/quarantine/$old.json"
-    c runuser -u cis490 -- sh -c "printf '{\"entered_at\":%s,\"reason\":\"e2e\"}' $now_s > $DATA/quarantine/$fresh.json"
+    [ "$(unit_prop cis490-ship-episode.service Result)" = success ] ||
+        fail "ship-episode.service Result=$(unit_prop cis490-ship-episode.service Result) after a quarantine (exit 65)"
+    old_at=$(($(date +%s) - 40 * 86400))
+    c runuser -u cis490 -- sed -i "s/\"entered_at\":[0-9]*/\"entered_at\":$old_at/" "$DATA/quarantine/q-old.json"
+    c grep -q "\"entered_at\":$old_at" "$DATA/quarantine/q-old.json" || fail "could not age q-old"
     c systemctl start cis490-quarantine-prune.service ||
         fail "prune service failed: $(unit_prop cis490-quarantine-prune.service Result)"
-    [ ! -e "$ROOT$DATA/quarantine/$old" ] || fail "40-day-old quarantined episode not pruned (keep 30 days)"
-    [ -d "$ROOT$DATA/quarantine/$fresh" ] || fail "fresh quarantined episode was deleted"
+    [ ! -e "$ROOT$DATA/quarantine/q-old" ] && [ ! -e "$ROOT$DATA/quarantine/q-old.json" ] ||
+        fail "40-day-old quarantined episode not pruned (keep 30 days)"
+    [ -d "$ROOT$DATA/quarantine/q-fresh" ] || fail "fresh quarantined episode was deleted"
     [ -d "$ROOT$DATA/shipped/ren-1" ] || fail "prune touched shipped/ren-1 (7-day retention)"
-    echo "pruned the 40-day-old entry, kept the fresh one (quarantine_keep_days = 30), no network needed"
+    c journalctl --no-pager -q -o cat -t quarantine-prune | tail -n 3
+    echo "pruned q-old (40 days), kept q-fresh, under PrivateNetwork=yes"
 }
 
 do_doctor() {
