@@ -316,6 +316,12 @@ pub fn unix_now() -> u64 {
     unix_secs(SystemTime::now())
 }
 
+/// Unix seconds, rounded up: for "not before" times.
+pub fn unix_secs_ceil(t: SystemTime) -> u64 {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 pub fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)

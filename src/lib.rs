@@ -14,6 +14,8 @@ pub mod lock;
 pub mod logging;
 pub mod outcome;
 pub mod prune;
+pub mod scan;
 pub mod ship;
+pub mod signals;
 pub mod transport;
 pub mod unit_state;

@@ -606,15 +606,17 @@ impl Shipper {
         started: Instant,
     ) -> EpisodeReport {
         retry.attempts += 1;
-        let delay = backoff(retry.attempts, retry_after);
-        retry.next_attempt_at = unix_now() + delay.as_secs().max(1);
+        let delay = backoff(retry.attempts, retry_after).max(Duration::from_secs(1));
+        // Rounded up: a due time in whole seconds must not come early (a
+        // Retry-After of 2 s is at least 2 s).
+        retry.next_attempt_at = layout::unix_secs_ceil(std::time::SystemTime::now() + delay);
         retry.last_error = reason.clone();
         retry.last_status = status;
         if retry.claimed_at == 0 {
             retry.claimed_at = unix_now();
         }
         report.detail = match retry.store(&self.layout, &report.id) {
-            Ok(()) => format!("{reason}; next attempt in {}s", delay.as_secs().max(1)),
+            Ok(()) => format!("{reason}; next attempt in {}s", delay.as_secs_f64().ceil()),
             Err(e) => format!("{reason}; and the retry state could not be saved: {e}"),
         };
         report.outcome = OutcomeKind::Retry;

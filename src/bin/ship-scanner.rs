@@ -1,0 +1,248 @@
+//! `ship-scanner`: the long-running sweep (cis490-ship-scanner.service,
+//! Type=notify, WatchdogSec=).
+
+use std::io::IsTerminal;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use cis490::exit;
+use cis490::scan::{Heartbeat, PassReport, Scanner};
+use cis490::ship::ShipError;
+use cis490::signals;
+use clap::Parser;
+
+/// Ship what the path unit missed and retry the outbox, until stopped.
+///
+/// Every shipper.scan_interval_s, one pass picks up ready episodes left in
+/// `episodes/` and ships every outbox entry whose retry time has come. Under
+/// systemd (Type=notify) it reports READY=1 once the queue is built, a
+/// STATUS= line after each pass, and WATCHDOG=1 per pass and while bytes
+/// move. SIGTERM aborts an upload in flight (the episode stays in the
+/// outbox) and exits 0.
+///
+/// With --once: a single pass, then the exit status of ship-episode: 0 all
+/// shipped or nothing to do; 65 something was quarantined; 75 something is
+/// left for a retry; 78 the config is unusable or the receiver refused this
+/// host; 74 the data directories cannot be read or created.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Config file [default: $CIS490_CONFIG, else /etc/cis490/lab-host.toml]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Run one pass and exit.
+    #[arg(long)]
+    once: bool,
+
+    /// Benchmark: build the queue, run N passes back to back, print timings.
+    #[arg(long, value_name = "N", hide = true, conflicts_with = "once")]
+    bench_passes: Option<u32>,
+}
+
+/// After SIGTERM, how long work that cannot be aborted (packing a large
+/// episode) may go on before the process exits anyway. Every state change is
+/// one rename, so exiting at any instant leaves each episode in one state; a
+/// partial archive is rebuilt at the next start.
+const STOP_GRACE: Duration = Duration::from_secs(4);
+/// Sleep granularity between passes: how fast a stop request is seen.
+const SLICE: Duration = Duration::from_millis(50);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cis490::logging::init("ship-scanner");
+    if let Err(e) = signals::install_stop_handler() {
+        cis490::cli::fail(&format!("cannot install the SIGTERM handler: {e}"));
+        return ExitCode::from(exit::SOFTWARE);
+    }
+    let config = match cis490::cli::load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut scanner = match Scanner::new(&config, &signals::STOP) {
+        Ok(s) => s,
+        Err(e) => return fail_setup(&e),
+    };
+    let mut heartbeat = Heartbeat::from_env();
+    if args.once {
+        return once(&mut scanner, &mut heartbeat);
+    }
+    if let Some(n) = args.bench_passes {
+        return bench(&mut scanner, &mut heartbeat, n);
+    }
+    run(&mut scanner, &mut heartbeat, config.shipper.scan_interval)
+}
+
+fn fail_setup(e: &ShipError) -> ExitCode {
+    cis490::cli::fail(&e.to_string());
+    ExitCode::from(match e {
+        ShipError::Layout(_) => exit::IO_ERROR,
+        _ => exit::CONFIG,
+    })
+}
+
+/// A pass that cannot take the loop down with it: errors and panics are
+/// logged and the caller carries on.
+fn guarded_pass(scanner: &mut Scanner, heartbeat: &mut Heartbeat) -> Result<PassReport, u8> {
+    match catch_unwind(AssertUnwindSafe(|| scanner.pass(heartbeat))) {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(e)) => {
+            tracing::error!("scan pass failed: {e}");
+            Err(match e {
+                ShipError::Layout(_) => exit::IO_ERROR,
+                _ => exit::CONFIG,
+            })
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!("scan pass panicked (a bug): {what}");
+            Err(exit::SOFTWARE)
+        }
+    }
+}
+
+fn run(scanner: &mut Scanner, heartbeat: &mut Heartbeat, interval: Duration) -> ExitCode {
+    // The queue first: READY=1 means "the backlog is known".
+    if let Err(e) = scanner.refresh() {
+        cis490::cli::fail(&format!("cannot build the queue: {e}"));
+        return ExitCode::from(exit::IO_ERROR);
+    }
+    let status = scanner.status();
+    heartbeat.ready(&status);
+    match heartbeat.watchdog() {
+        Some(w) => tracing::info!(
+            "started: {status} (scan every {:.1}s, watchdog {:.0}s)",
+            interval.as_secs_f64(),
+            w.as_secs_f64()
+        ),
+        None => tracing::info!(
+            "started: {status} (scan every {:.1}s)",
+            interval.as_secs_f64()
+        ),
+    }
+    spawn_stop_backstop();
+
+    let mut last_status = status;
+    while !signals::stop_requested() {
+        let started = Instant::now();
+        if let Ok(report) = guarded_pass(scanner, heartbeat)
+            && !report.run.episodes.is_empty()
+        {
+            tracing::debug!(
+                "pass: {} episode(s) handled in {:.0} ms",
+                report.run.episodes.len(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        heartbeat.beat();
+        let status = scanner.status();
+        heartbeat.status(&status);
+        if status != last_status && std::io::stderr().is_terminal() {
+            tracing::info!("{status}");
+        }
+        last_status = status;
+        sleep(interval, heartbeat);
+    }
+    heartbeat.stopping();
+    tracing::info!("stopped on request");
+    ExitCode::SUCCESS
+}
+
+/// Sleep in short slices so a stop request is seen at once, feeding the
+/// watchdog if the interval is longer than half its period.
+fn sleep(interval: Duration, heartbeat: &mut Heartbeat) {
+    let until = Instant::now() + interval;
+    loop {
+        if signals::stop_requested() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        heartbeat.keep_alive();
+        std::thread::sleep(SLICE.min(until - now));
+    }
+}
+
+/// Uploads abort within a tick, but packing cannot be interrupted: exit
+/// anyway once the grace period is over.
+fn spawn_stop_backstop() {
+    std::thread::spawn(|| {
+        while !signals::stop_requested() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(STOP_GRACE);
+        tracing::warn!(
+            "still busy {}s after the stop request: exiting now; the episode stays in the \
+             outbox and its archive is rebuilt at the next start",
+            STOP_GRACE.as_secs()
+        );
+        std::process::exit(0);
+    });
+}
+
+fn once(scanner: &mut Scanner, heartbeat: &mut Heartbeat) -> ExitCode {
+    let report = match guarded_pass(scanner, heartbeat) {
+        Ok(r) => r,
+        Err(code) => return ExitCode::from(code),
+    };
+    if std::io::stdout().is_terminal() || !cis490::logging::stderr_is_journal() {
+        for e in &report.run.episodes {
+            println!(
+                "{:<11} {}  → {}/  ({})",
+                e.outcome.as_str(),
+                e.id,
+                e.state,
+                e.detail
+            );
+        }
+        if let Some(h) = &report.run.host_error {
+            println!(
+                "stopped: the receiver refused this host ({}).\nfix: {}",
+                h.reason, h.fix
+            );
+        }
+        println!("{}", scanner.status());
+    }
+    ExitCode::from(report.run.exit_code())
+}
+
+/// Per-pass wall time, for scripts/bench-scan.sh. The first pass reads the
+/// retry files; later ones use the cached due times.
+fn bench(scanner: &mut Scanner, heartbeat: &mut Heartbeat, n: u32) -> ExitCode {
+    let started = Instant::now();
+    if let Err(e) = scanner.refresh() {
+        cis490::cli::fail(&format!("cannot build the queue: {e}"));
+        return ExitCode::from(exit::IO_ERROR);
+    }
+    let build = started.elapsed();
+    let mut times = Vec::new();
+    for _ in 0..n.max(1) {
+        let t = Instant::now();
+        if let Err(code) = guarded_pass(scanner, heartbeat) {
+            return ExitCode::from(code);
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let first = times[0];
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "queue_build_ms={:.3} passes={} first_ms={first:.3} median_ms={:.3} p95_ms={:.3} \
+         max_ms={:.3} status={:?}",
+        build.as_secs_f64() * 1000.0,
+        times.len(),
+        pct(0.5),
+        pct(0.95),
+        pct(1.0),
+        scanner.status()
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,448 @@
+//! The scanner: a long-running sweep that ships what the path unit missed
+//! and retries the outbox when each entry's time has come.
+//!
+//! One *pass* lists `episodes/` and `outbox/` (directory entries only, by
+//! d_type) and nothing else: it never lists `shipped/` or `quarantine/`, so
+//! its cost follows pending work, not history. Due times come from
+//! `outbox/<id>.retry.json` and are cached; a file is read again only when
+//! its cached time has come (or the entry is new).
+//!
+//! Liveness is reported to systemd with a [`Heartbeat`]: WATCHDOG=1 once per
+//! pass and, rate-limited, whenever bytes move while packing or uploading.
+//! A pass that hangs sends nothing, and systemd's watchdog restarts us.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::layout::{EpisodeId, RetryState, State, unix_now};
+use crate::outcome::{OutcomeKind, backoff, host_error_fix};
+use crate::ship::{EpisodeReport, HostError, Observer, RunReport, ShipError, Shipper};
+use crate::transport::Progress;
+
+/// The longest host-level pause, whatever the number of refusals in a row.
+pub const MAX_HOST_PAUSE: Duration = Duration::from_secs(300);
+
+/// Liveness and status messages to systemd (`sd_notify`). Without
+/// `NOTIFY_SOCKET` every message is a no-op, so this works from a terminal.
+#[derive(Debug)]
+pub struct Heartbeat {
+    /// The watchdog period, when systemd set one for this process.
+    watchdog: Option<Duration>,
+    last_beat: Option<Instant>,
+    warned: bool,
+}
+
+impl Heartbeat {
+    /// From `WATCHDOG_USEC` / `WATCHDOG_PID`, like `sd_watchdog_enabled(3)`:
+    /// a `WATCHDOG_PID` naming another process means the watchdog is not ours.
+    pub fn from_env() -> Heartbeat {
+        let usec = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|u| *u > 0);
+        let ours = match std::env::var("WATCHDOG_PID") {
+            Ok(pid) => pid.parse::<u32>().ok() == Some(std::process::id()),
+            Err(_) => true,
+        };
+        Heartbeat {
+            watchdog: usec.filter(|_| ours).map(Duration::from_micros),
+            last_beat: None,
+            warned: false,
+        }
+    }
+
+    pub fn watchdog(&self) -> Option<Duration> {
+        self.watchdog
+    }
+
+    /// WATCHDOG=1 now: the loop is alive.
+    pub fn beat(&mut self) {
+        self.last_beat = Some(Instant::now());
+        self.send(&[sd_notify::NotifyState::Watchdog]);
+    }
+
+    /// WATCHDOG=1 for work that is moving, at most every quarter period.
+    pub fn progress(&mut self) {
+        let Some(period) = self.watchdog else { return };
+        let gap = (period / 4).max(Duration::from_millis(100));
+        if self.last_beat.is_none_or(|t| t.elapsed() >= gap) {
+            self.beat();
+        }
+    }
+
+    /// Beat if half a watchdog period passed since the last one (idle waits
+    /// longer than the period must not look like a hang).
+    pub fn keep_alive(&mut self) {
+        let Some(period) = self.watchdog else { return };
+        if self.last_beat.is_none_or(|t| t.elapsed() >= period / 2) {
+            self.beat();
+        }
+    }
+
+    pub fn ready(&mut self, status: &str) {
+        self.send(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(status),
+        ]);
+    }
+
+    pub fn status(&mut self, status: &str) {
+        self.send(&[sd_notify::NotifyState::Status(status)]);
+    }
+
+    pub fn stopping(&mut self) {
+        self.send(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("stopping"),
+        ]);
+    }
+
+    fn send(&mut self, states: &[sd_notify::NotifyState]) {
+        if let Err(e) = sd_notify::notify(false, states)
+            && !self.warned
+        {
+            self.warned = true;
+            tracing::warn!("cannot notify systemd (NOTIFY_SOCKET): {e}");
+        }
+    }
+}
+
+/// One pending episode, as the scanner knows it.
+#[derive(Debug, Clone)]
+struct Entry {
+    state: State,
+    /// Unix seconds before which it is not tried (0: now).
+    not_before: u64,
+    /// `not_before` came from the retry file or our own attempt; when false
+    /// (or once it has passed) the retry file is read again.
+    known: bool,
+    /// Failures that left no retry time behind (lock or claim errors).
+    local_failures: u32,
+}
+
+/// Every upload is held back after the receiver refused this host.
+#[derive(Debug, Clone)]
+pub struct Pause {
+    pub until: Instant,
+    pub error: HostError,
+}
+
+/// What a pass did, plus the queue after it.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub run: RunReport,
+    pub ready: usize,
+    pub in_outbox: usize,
+}
+
+pub struct Scanner {
+    shipper: Shipper,
+    queue: BTreeMap<EpisodeId, Entry>,
+    pause: Option<Pause>,
+    /// Host errors in a row (the pause grows with it).
+    host_errors: u32,
+    /// Directory names already warned about (not valid ids).
+    warned_names: BTreeSet<String>,
+    stop: &'static AtomicBool,
+}
+
+impl Scanner {
+    /// Set up the shipper and create missing state directories. `stop` is
+    /// set by the signal handler: the scanner then finishes nothing new and
+    /// aborts an upload in flight.
+    pub fn new(config: &Config, stop: &'static AtomicBool) -> Result<Scanner, ShipError> {
+        Ok(Scanner {
+            shipper: Shipper::new(config)?,
+            queue: BTreeMap::new(),
+            pause: None,
+            host_errors: 0,
+            warned_names: BTreeSet::new(),
+            stop,
+        })
+    }
+
+    pub fn shipper(&self) -> &Shipper {
+        &self.shipper
+    }
+
+    pub fn pause(&self) -> Option<&Pause> {
+        self.pause.as_ref()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Rebuild the queue from `episodes/` (ready ones) and `outbox/`,
+    /// reading retry times that are new or have come.
+    pub fn refresh(&mut self) -> Result<(), ShipError> {
+        let layout = self.shipper.layout().clone();
+        // Recreate a state directory removed under our feet (mkdir only).
+        layout.ensure_dirs()?;
+        let episodes = layout.list(State::Episodes)?;
+        let outbox = layout.list(State::Outbox)?;
+        self.warn_rejected(&episodes.rejected, &outbox.rejected);
+
+        let now = unix_now();
+        let mut queue = BTreeMap::new();
+        for id in episodes.ids {
+            if !layout.is_ready(&id) {
+                continue; // still being recorded
+            }
+            let entry = match self.queue.remove(&id) {
+                Some(e) if e.state == State::Episodes => e,
+                _ => Entry {
+                    state: State::Episodes,
+                    not_before: 0,
+                    known: true,
+                    local_failures: 0,
+                },
+            };
+            queue.insert(id, entry);
+        }
+        for id in outbox.ids {
+            let mut entry = match self.queue.remove(&id) {
+                Some(e) if e.state == State::Outbox => e,
+                _ => Entry {
+                    state: State::Outbox,
+                    not_before: 0,
+                    known: false,
+                    local_failures: 0,
+                },
+            };
+            if !entry.known || entry.not_before <= now {
+                entry.not_before = match RetryState::load(&layout, &id) {
+                    Ok(Some(r)) => r.next_attempt_at,
+                    Ok(None) => 0,
+                    Err(e) => {
+                        // Rewritten by the next attempt.
+                        tracing::warn!(EPISODE_ID = %id, "{e}: retrying now");
+                        0
+                    }
+                };
+                entry.known = true;
+            }
+            queue.insert(id, entry);
+        }
+        self.queue = queue;
+        Ok(())
+    }
+
+    fn warn_rejected(&mut self, a: &[(String, String)], b: &[(String, String)]) {
+        let mut seen = BTreeSet::new();
+        for (name, why) in a.iter().chain(b) {
+            if !self.warned_names.contains(name) {
+                tracing::warn!(
+                    OUTCOME = "skipped",
+                    "skipping {name:?}: not a valid episode id ({why})"
+                );
+            }
+            seen.insert(name.clone());
+        }
+        // Forget names that went away, so a new one by that name is reported.
+        self.warned_names = seen;
+    }
+
+    /// One pass: refresh the queue, then ship what is due (outbox retries by
+    /// due time, then ready episodes), unless the host is paused.
+    pub fn pass(&mut self, heartbeat: &mut Heartbeat) -> Result<PassReport, ShipError> {
+        self.refresh()?;
+        let mut run = RunReport::default();
+        if let Some(p) = &self.pause {
+            if Instant::now() < p.until {
+                return Ok(self.report(run));
+            }
+            tracing::info!("host pause over: trying one episode first");
+        }
+        let now = unix_now();
+        let mut due: Vec<(u64, u8, EpisodeId)> = self
+            .queue
+            .iter()
+            .filter(|(_, e)| e.not_before <= now)
+            .map(|(id, e)| {
+                let order = if e.state == State::Outbox { 0 } else { 1 };
+                (e.not_before, order, id.clone())
+            })
+            .collect();
+        // Outbox first (oldest due first), then new arrivals.
+        due.sort_by(|a, b| (a.1, a.0, &a.2).cmp(&(b.1, b.0, &b.2)));
+
+        let cancel = self.shipper.cancel_flag();
+        for (_, _, id) in due {
+            if self.stopping() {
+                break;
+            }
+            let mut observer = PassObserver {
+                heartbeat,
+                cancel: &cancel,
+                stop: self.stop,
+            };
+            let result = self.shipper.ship_one(&id, &mut observer);
+            heartbeat.progress();
+            let Some(r) = result else {
+                continue; // another shipper has it
+            };
+            let host_error = r.outcome == OutcomeKind::HostError;
+            self.settle(&r);
+            run.episodes.push(r);
+            if host_error {
+                run.host_error = self.pause.as_ref().map(|p| p.error.clone());
+                break;
+            }
+        }
+        Ok(self.report(run))
+    }
+
+    /// Update the queue and the host pause from one episode's outcome.
+    fn settle(&mut self, r: &EpisodeReport) {
+        match r.outcome {
+            OutcomeKind::HostError => {
+                self.host_errors += 1;
+                let status = r.http_status.unwrap_or(0);
+                let delay = backoff(self.host_errors, None).min(MAX_HOST_PAUSE);
+                let error = HostError {
+                    status,
+                    reason: r.detail.clone(),
+                    fix: host_error_fix(status),
+                };
+                tracing::error!(
+                    HTTP_STATUS = status,
+                    OUTCOME = "host_error",
+                    "the receiver refused this host (HTTP {status}): all uploads paused for {}s \
+                     (refusal {} in a row). Fix: {}",
+                    delay.as_secs(),
+                    self.host_errors,
+                    error.fix
+                );
+                self.pause = Some(Pause {
+                    until: Instant::now() + delay,
+                    error,
+                });
+                self.requeue(r, 0, true);
+            }
+            OutcomeKind::Retry => {
+                if r.http_status.is_some() {
+                    self.resume(); // the receiver answered this host
+                }
+                match r.next_attempt_at {
+                    Some(at) => self.requeue(r, at, false),
+                    None => {
+                        // Failed before an attempt was recorded (e.g. a lock
+                        // or claim error): hold it back in memory.
+                        let n = self.queue.get(&r.id).map_or(0, |e| e.local_failures) + 1;
+                        let at = unix_now() + backoff(n, None).as_secs().max(1);
+                        self.requeue(r, at, false);
+                        if let Some(e) = self.queue.get_mut(&r.id) {
+                            e.local_failures = n;
+                        }
+                    }
+                }
+            }
+            OutcomeKind::Shipped | OutcomeKind::Duplicate | OutcomeKind::Quarantined => {
+                self.resume();
+                self.queue.remove(&r.id);
+            }
+            OutcomeKind::Skipped => {
+                self.queue.remove(&r.id);
+            }
+        }
+    }
+
+    fn requeue(&mut self, r: &EpisodeReport, not_before: u64, host_error: bool) {
+        if !matches!(r.state, State::Episodes | State::Outbox) {
+            self.queue.remove(&r.id);
+            return;
+        }
+        let entry = Entry {
+            state: r.state,
+            not_before,
+            // After a host error the retry file says "now": the pause rules.
+            known: !host_error,
+            local_failures: 0,
+        };
+        self.queue.insert(r.id.clone(), entry);
+    }
+
+    fn resume(&mut self) {
+        if self.pause.take().is_some() {
+            tracing::info!("the receiver accepts this host again: uploads resumed");
+        }
+        self.host_errors = 0;
+    }
+
+    fn report(&self, run: RunReport) -> PassReport {
+        let ready = self
+            .queue
+            .values()
+            .filter(|e| e.state == State::Episodes)
+            .count();
+        PassReport {
+            run,
+            ready,
+            in_outbox: self.queue.len() - ready,
+        }
+    }
+
+    /// Seconds until the next outbox retry is due, if any is waiting.
+    fn next_retry_in(&self) -> Option<u64> {
+        let now = unix_now();
+        self.queue
+            .values()
+            .map(|e| e.not_before.saturating_sub(now))
+            .min()
+    }
+
+    /// The `STATUS=` line: what is pending and when something happens next.
+    pub fn status(&self) -> String {
+        let ready = self
+            .queue
+            .values()
+            .filter(|e| e.state == State::Episodes)
+            .count();
+        let total = self.queue.len();
+        let pending = format!(
+            "{total} pending ({ready} ready, {} in outbox)",
+            total - ready
+        );
+        if let Some(p) = &self.pause {
+            let left = p.until.saturating_duration_since(Instant::now()).as_secs();
+            return format!(
+                "paused: receiver refused this host (HTTP {}); retrying in {left}s; {pending}; \
+                 fix: {}",
+                p.error.status, p.error.fix
+            );
+        }
+        if total == 0 {
+            return "idle: nothing pending".into();
+        }
+        match self.next_retry_in() {
+            Some(0) | None => format!("{pending}, shipping now"),
+            Some(s) => format!("{pending}, next retry in {s}s"),
+        }
+    }
+}
+
+/// Packing and uploading progress keeps the watchdog fed; a stop request
+/// aborts the upload in flight.
+struct PassObserver<'a> {
+    heartbeat: &'a mut Heartbeat,
+    cancel: &'a AtomicBool,
+    stop: &'a AtomicBool,
+}
+
+impl Observer for PassObserver<'_> {
+    fn archiving(&mut self, _id: &EpisodeId, _input_bytes: u64) {
+        self.heartbeat.progress();
+    }
+
+    fn uploading(&mut self, _id: &EpisodeId, progress: Progress) {
+        if self.stop.load(Ordering::Relaxed) {
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+        if progress.moved {
+            self.heartbeat.progress();
+        }
+    }
+}
