@@ -8,6 +8,9 @@
 #
 # Needs: systemd-nspawn (installed if missing), cargo. Takes about a minute.
 # The container is always torn down, also on failure or Ctrl-C.
+
+# Intended: `A && B || fail` (fail is the else); '...' evaluated by wait_for.
+# shellcheck disable=SC2015,SC2016,SC1091
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +28,7 @@ EP=$DATA/episodes
 CONF=/etc/cis490/lab-host.toml
 SCAN_INTERVAL=2
 PID1=
+STEP_PID=
 NSPAWN_PID=
 RECV_PID=
 RECV_TOKEN_PID=
@@ -42,6 +46,7 @@ teardown() {
     local rc=$?
     set +e
     load_state
+    [ -n "$STEP_PID" ] && kill "$STEP_PID" 2>/dev/null
     [ -n "$RECV_PID" ] && kill "$RECV_PID" 2>/dev/null
     [ -n "$RECV_TOKEN_PID" ] && kill "$RECV_TOKEN_PID" 2>/dev/null
     if [ -z "$PID1" ] && [ -n "$NSPAWN_PID" ]; then
@@ -62,8 +67,9 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-# Run a command inside the container (all its namespaces).
-c() { nsenter -t "$PID1" -a "$@"; }
+# Run a command inside the container (all its namespaces), never for more
+# than a minute, so that a hung systemctl cannot stall the run.
+c() { timeout 60 nsenter -t "$PID1" -a "$@"; }
 # The same, as the recorder would (a member of group cis490, umask 002).
 as_recorder() { c runuser -u recorder -- sh -c "umask 002; $1"; }
 
@@ -93,8 +99,12 @@ step() {
     shift
     t0=$(now)
     set +e
-    (set -e; "$@") >"$BASE/step.out" 2>&1
+    # In the background and waited for, so that a TERM/INT tears down at once.
+    (set -e; "$@") >"$BASE/step.out" 2>&1 &
+    STEP_PID=$!
+    wait "$STEP_PID"
     rc=$?
+    STEP_PID=
     set -e
     load_state
     if [ $rc = 0 ]; then
@@ -477,12 +487,15 @@ do_prune() {
     [ "$(unit_prop cis490-ship-episode.service Result)" = success ] ||
         fail "ship-episode.service Result=$(unit_prop cis490-ship-episode.service Result) after a quarantine (exit 65)"
     old_at=$(($(date +%s) - 40 * 86400))
-    c runuser -u cis490 -- sed -i "s/\"entered_at\":[0-9]*/\"entered_at\":$old_at/" "$DATA/quarantine/q-old.json"
-    c grep -q "\"entered_at\":$old_at" "$DATA/quarantine/q-old.json" || fail "could not age q-old"
+    c runuser -u cis490 -- sed -i "s/\"entered_at\": *[0-9][0-9]*/\"entered_at\": $old_at/" "$DATA/quarantine/q-old.json"
+    c grep -q "\"entered_at\": $old_at," "$DATA/quarantine/q-old.json" || fail "could not age q-old"
     c systemctl start cis490-quarantine-prune.service ||
         fail "prune service failed: $(unit_prop cis490-quarantine-prune.service Result)"
-    [ ! -e "$ROOT$DATA/quarantine/q-old" ] && [ ! -e "$ROOT$DATA/quarantine/q-old.json" ] ||
+    [ ! -e "$ROOT$DATA/quarantine/q-old" ] && [ ! -e "$ROOT$DATA/quarantine/q-old.json" ] || {
+        c ls -la "$DATA/quarantine"
+        c journalctl --no-pager -q -o cat -t quarantine-prune
         fail "40-day-old quarantined episode not pruned (keep 30 days)"
+    }
     [ -d "$ROOT$DATA/quarantine/q-fresh" ] || fail "fresh quarantined episode was deleted"
     [ -d "$ROOT$DATA/shipped/ren-1" ] || fail "prune touched shipped/ren-1 (7-day retention)"
     c journalctl --no-pager -q -o cat -t quarantine-prune | tail -n 3
@@ -495,10 +508,11 @@ do_doctor() {
     printf '%s\n' "$out" | head -n 40
     echo "(doctor exit status $rc)"
     # It must report what this test did to the host.
-    grep -q 'HTTP 503' <<<"$out" || fail "doctor does not report the 503s"
+    grep -q 'HTTP 503 ×6' <<<"$out" || fail "doctor does not report the six 503s"
+    grep -q 'HTTP 400 ×2' <<<"$out" || fail "doctor does not report the two quarantines"
     grep -q 'cis490-ship-episode.path is watching' <<<"$out" || fail "doctor does not see the path unit watching"
     if have_bin ship-scanner; then
-        grep -q 'killed by its watchdog 1 time(s).*restarted' <<<"$out" ||
+        grep -q 'killed by its watchdog 1 time(s).*restarted (NRestarts=1)' <<<"$out" ||
             fail "doctor does not report the watchdog kill and restart"
     fi
 }
@@ -545,12 +559,29 @@ do_uninstall() {
     echo "binaries, units and snippets gone; config and data kept"
 }
 
+# A staged install with another PREFIX: the units start the binaries from
+# that PREFIX, the config is staged, uninstall removes all but the config.
+do_destdir_prefix() {
+    local d=$BASE/stage
+    DESTDIR=$d PREFIX=/opt/cis490 NO_BUILD=1 "$here/scripts/install.sh" >/dev/null
+    grep -qx 'ExecStart=/opt/cis490/bin/ship-scanner' "$d/etc/systemd/system/cis490-ship-scanner.service" ||
+        fail "ExecStart not rewritten to the PREFIX"
+    grep -q '/usr/local' "$d"/etc/systemd/system/cis490-* && fail "a unit still names /usr/local"
+    [ -x "$d/opt/cis490/bin/ship-episode" ] || fail "binary not in \$DESTDIR\$PREFIX/bin"
+    [ -f "$d/etc/cis490/lab-host.toml" ] || fail "config not staged"
+    DESTDIR=$d PREFIX=/opt/cis490 "$here/scripts/uninstall.sh" >/dev/null
+    [ -z "$(find "$d" -type f ! -path "$d/etc/cis490/*")" ] ||
+        fail "uninstall left: $(find "$d" -type f ! -path "$d/etc/cis490/*")"
+    echo "PREFIX=/opt/cis490 DESTDIR=…: ExecStart=/opt/cis490/bin/…; uninstall keeps only /etc/cis490"
+}
+
 # ---------------------------------------------------------------- main
 
 [ "$(id -u)" = 0 ] || { echo "e2e-systemd.sh: needs root (mount, nspawn)" >&2; exit 1; }
 mkdir -p "$BASE" "$STORE"
 step build do_build
 required
+step install-destdir-prefix do_destdir_prefix
 step boot do_boot
 required
 step install do_install
@@ -586,12 +617,14 @@ if have_bin quarantine-prune; then
 else
     pending_step prune-service "quarantine-prune not built yet"
 fi
-step credential-token do_credential
+# doctor before credential-token: re-running install.sh restarts the
+# scanner, which resets its NRestarts.
 if have_bin doctor; then
     step doctor do_doctor
 else
     pending_step doctor "doctor not built yet"
 fi
+step credential-token do_credential
 step uninstall do_uninstall
 
 [ $pending = 0 ] || echo "$pending pending (not run, not passed)"
