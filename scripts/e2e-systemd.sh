@@ -29,6 +29,7 @@ CONF=/etc/cis490/lab-host.toml
 SCAN_INTERVAL=2
 PID1=
 STEP_PID=
+DEADLINE_PID=
 NSPAWN_PID=
 RECV_PID=
 RECV_TOKEN_PID=
@@ -46,6 +47,9 @@ teardown() {
     local rc=$?
     set +e
     load_state
+    if [ -n "$DEADLINE_PID" ]; then
+        kill $(pgrep -P "$DEADLINE_PID") "$DEADLINE_PID" 2>/dev/null
+    fi
     [ -n "$STEP_PID" ] && kill "$STEP_PID" 2>/dev/null
     [ -n "$RECV_PID" ] && kill "$RECV_PID" 2>/dev/null
     [ -n "$RECV_TOKEN_PID" ] && kill "$RECV_TOKEN_PID" 2>/dev/null
@@ -579,6 +583,11 @@ do_destdir_prefix() {
 
 [ "$(id -u)" = 0 ] || { echo "e2e-systemd.sh: needs root (mount, nspawn)" >&2; exit 1; }
 mkdir -p "$BASE" "$STORE"
+# The whole run stays under 5 minutes: past the deadline, TERM ourselves
+# (steps are waited for in the background, so the teardown runs at once).
+deadline=${E2E_DEADLINE_S:-280}
+(sleep "$deadline" && echo "e2e: deadline of ${deadline}s reached, stopping" && kill -TERM $$) &
+DEADLINE_PID=$!
 step build do_build
 required
 step install-destdir-prefix do_destdir_prefix
