@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v systemd-nspawn >/dev/null 2>&1 || need_pkgs+=(systemd-container)
 command -v journalctl >/dev/null 2>&1 || need_pkgs+=(systemd)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v pgrep >/dev/null 2>&1 || need_pkgs+=(procps)
+command -v nsenter >/dev/null 2>&1 || need_pkgs+=(util-linux)
+command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 if ((${#need_pkgs[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -24,3 +28,11 @@ echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
+
+# A real systemd booted in a container: needs root (mount, nspawn, nsenter).
+echo "== end-to-end against a real systemd (scripts/e2e-systemd.sh)"
+if [ "$(id -u)" -eq 0 ]; then
+    scripts/e2e-systemd.sh
+else
+    sudo scripts/e2e-systemd.sh
+fi
