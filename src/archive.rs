@@ -122,8 +122,9 @@ pub fn build(
     })
 }
 
-/// SHA-256 and size of an existing archive (a staged one, reused on retry).
-pub fn digest_file(path: &Path) -> io::Result<([u8; 32], u64)> {
+/// SHA-256 and size of an existing archive (a staged one, reused on
+/// retry). `on_progress` gets the bytes hashed so far.
+pub fn digest_file(path: &Path, on_progress: &mut dyn FnMut(u64)) -> io::Result<([u8; 32], u64)> {
     let mut f = File::open(path)?;
     let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut buf = vec![0u8; CHUNK];
@@ -135,6 +136,7 @@ pub fn digest_file(path: &Path) -> io::Result<([u8; 32], u64)> {
         }
         hash.update(&buf[..n]);
         total += n as u64;
+        on_progress(total);
     }
     let digest = hash.finish();
     let digest: [u8; 32] = digest
@@ -536,7 +538,7 @@ mod tests {
         assert!(!partial.exists());
         let bytes = fs::read(&fin).expect("read");
         assert_eq!(bytes.len() as u64, s.archive_bytes);
-        let (digest, len) = digest_file(&fin).expect("digest");
+        let (digest, len) = digest_file(&fin, &mut |_| {}).expect("digest");
         assert_eq!((digest, len), (s.sha256, s.archive_bytes));
         // Random data stored (barely any overhead), text still compressed.
         assert!(s.archive_bytes < random.len() as u64 + text.len() as u64 / 20);

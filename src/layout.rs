@@ -342,9 +342,32 @@ pub struct RetryState {
     /// Unix seconds of the claim, for backlog age.
     #[serde(default)]
     pub claimed_at: u64,
+    /// SHA-256 (hex) and size of the staged `outbox/<id>.tar.gz`, so that a
+    /// retry need not hash it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_bytes: Option<u64>,
 }
 
 impl RetryState {
+    /// The recorded digest of the staged archive, if it is for an archive
+    /// of this size.
+    pub fn archive_digest(&self, size: u64) -> Option<[u8; 32]> {
+        if self.archive_bytes != Some(size) {
+            return None;
+        }
+        let hex = self.archive_sha256.as_deref()?;
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(out)
+    }
+
     pub fn load(layout: &Layout, id: &EpisodeId) -> Result<Option<RetryState>, LayoutError> {
         read_json(&layout.retry_file(id))
     }

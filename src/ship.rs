@@ -397,7 +397,7 @@ impl Shipper {
             next_attempt_at: None,
         };
 
-        let staged = match self.stage_archive(id, observer) {
+        let staged = match self.stage_archive(id, &mut retry, observer) {
             Ok(s) => s,
             Err(detail) => {
                 return self.keep_for_retry(report, &mut retry, detail, None, None, started);
@@ -475,16 +475,24 @@ impl Shipper {
         }
     }
 
-    /// The staged archive's digest and size, building it if needed.
+    /// The staged archive's digest and size, building it if needed. The
+    /// digest is kept in the retry state, so a retry of a multi-GB archive
+    /// does not hash it again (nor go quiet for the watchdog meanwhile).
     fn stage_archive(
         &self,
         id: &EpisodeId,
+        retry: &mut RetryState,
         observer: &mut dyn Observer,
     ) -> Result<([u8; 32], u64), String> {
         let final_path = self.layout.archive(id);
-        if final_path.is_file() {
-            // Complete (it was renamed into place after fsync): reuse it.
-            return archive::digest_file(&final_path)
+        if let Ok(meta) = std::fs::metadata(&final_path)
+            && meta.is_file()
+        {
+            // Complete: it was renamed into place after fsync.
+            if let Some(known) = retry.archive_digest(meta.len()) {
+                return Ok((known, meta.len()));
+            }
+            return archive::digest_file(&final_path, &mut |n| observer.archiving(id, n))
                 .map_err(|e| format!("cannot read staged {}: {e}", final_path.display()));
         }
         let summary = archive::build(
@@ -512,12 +520,21 @@ impl Shipper {
                 s.kind
             );
         }
+        retry.archive_sha256 = Some(hex(&summary.sha256));
+        retry.archive_bytes = Some(summary.archive_bytes);
+        if retry.claimed_at == 0 {
+            retry.claimed_at = unix_now();
+        }
+        // Best effort: without it a retry only hashes the archive again.
+        if let Err(e) = retry.store(&self.layout, id) {
+            tracing::warn!(EPISODE_ID = %id, "{e}");
+        }
         Ok((summary.sha256, summary.archive_bytes))
     }
 
-    /// Settle into `to` (shipped or quarantine). The staged archive and the
-    /// retry state go first: a crash before the rename then only costs a
-    /// rebuild and a re-upload (answered 409), and never leaves orphans.
+    /// Settle into `to` (shipped or quarantine), then clean the outbox
+    /// files. A crash between the rename and the cleanup leaves files with
+    /// no episode beside them, which the next prune removes.
     fn finish(
         &self,
         mut report: EpisodeReport,
@@ -527,11 +544,6 @@ impl Shipper {
         started: Instant,
     ) -> EpisodeReport {
         let id = report.id.clone();
-        for leftover in [self.layout.archive(&id), self.layout.retry_file(&id)] {
-            if let Err(e) = remove_if_present(&leftover) {
-                tracing::warn!(EPISODE_ID = %id, "{e}");
-            }
-        }
         let meta = SettleInfo {
             http_status: report.http_status,
             sha256,
@@ -549,9 +561,13 @@ impl Shipper {
             to = State::Quarantine;
             settled = self.settle(&id, State::Outbox, to, &reason, &meta);
         }
-        report.duration = started.elapsed();
         match settled {
             Ok(()) => {
+                for leftover in [self.layout.archive(&id), self.layout.retry_file(&id)] {
+                    if let Err(e) = remove_if_present(&leftover) {
+                        tracing::warn!(EPISODE_ID = %id, "{e}");
+                    }
+                }
                 report.outcome = if to == State::Shipped {
                     OutcomeKind::Shipped
                 } else {
@@ -559,15 +575,21 @@ impl Shipper {
                 };
                 report.state = to;
                 report.detail = reason;
+                report.duration = started.elapsed();
+                report
             }
             Err(e) => {
-                // Still in the outbox; the next run settles it (the receiver
-                // will answer 409 if it was a success).
-                report.outcome = OutcomeKind::Retry;
-                report.detail = format!("{reason}, but could not move it to {to}/: {e}");
+                // Still in the outbox, with its archive and a retry time, so
+                // it is not uploaded again on every pass.
+                let mut retry = RetryState::load(&self.layout, &id)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let status = report.http_status;
+                let why = format!("{reason}, but could not move it to {to}/: {e}");
+                self.keep_for_retry(report, &mut retry, why, status, None, started)
             }
         }
-        report
     }
 
     /// Write the sidecar, then rename the directory: the rename is the
@@ -615,7 +637,10 @@ impl Shipper {
         let delay = backoff(retry.attempts, retry_after).max(Duration::from_secs(1));
         // Rounded up: a due time in whole seconds must not come early (a
         // Retry-After of 2 s is at least 2 s).
-        retry.next_attempt_at = layout::unix_secs_ceil(std::time::SystemTime::now() + delay);
+        let due = std::time::SystemTime::now()
+            .checked_add(delay)
+            .unwrap_or_else(std::time::SystemTime::now);
+        retry.next_attempt_at = layout::unix_secs_ceil(due);
         retry.last_error = reason.clone();
         retry.last_status = status;
         if retry.claimed_at == 0 {

@@ -368,14 +368,21 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// `Retry-After` as delay-seconds or an IMF-fixdate HTTP-date (RFC 9110).
+/// The longest `Retry-After` honoured: a receiver asking for more (or a
+/// garbled header) must not park an episode for months.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// `Retry-After` as delay-seconds or an IMF-fixdate HTTP-date (RFC 9110),
+/// capped at [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = parse_imf_fixdate(value)?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let delay = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = parse_imf_fixdate(value)?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
 }
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT`
@@ -399,7 +406,8 @@ fn parse_imf_fixdate(s: &str) -> Option<SystemTime> {
     let [h, m, sec] = hms.as_slice() else {
         return None;
     };
-    if !(1..=31).contains(&day) || year < 1970 || *h > 23 || *m > 59 || *sec > 60 {
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || *h > 23 || *m > 59 || *sec > 60
+    {
         return None;
     }
     // Days since the epoch (civil-from-days inverse, proleptic Gregorian).
@@ -437,6 +445,19 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // Absurd values are capped, never overflow.
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 9999 08:49:37 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 99999 08:49:37 GMT", now),
+            None
+        );
         assert_eq!(parse_retry_after("-5", now), None);
     }
 

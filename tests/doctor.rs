@@ -500,6 +500,7 @@ fn data_root_is_read_without_walking_trees() {
         last_error: "HTTP 503: busy".into(),
         last_status: Some(503),
         claimed_at: now - 600,
+        ..Default::default()
     }
     .store(
         &layout,

@@ -680,6 +680,17 @@ fn kill_9_at_any_point_then_rerun_delivers_exactly_once() {
             }
         }
     }
+    // A crash between settling and cleaning up can leave an archive or a
+    // retry file with no episode beside it: the next prune removes those.
+    let out = Command::new(QUARANTINE_PRUNE)
+        .arg("--config")
+        .arg(&site.config)
+        .output()
+        .expect("prune");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for id in &ids {
+        assert_eq!(site.where_is(id), Some("shipped"), "prune kept {id}");
+    }
     // No partial archives or stray files remain.
     let leftovers: Vec<_> = std::fs::read_dir(site.state_dir("outbox"))
         .expect("outbox")
@@ -687,4 +698,37 @@ fn kill_9_at_any_point_then_rerun_delivers_exactly_once() {
         .map(|e| e.file_name())
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn id_reused_twice_stays_in_outbox_with_backoff() {
+    let rcv = Receiver::http(&[]);
+    let site = Site::new(&rcv.url);
+    // Earlier copies of the same id already settled both ways.
+    for state in ["shipped", "quarantine"] {
+        std::fs::create_dir_all(site.state_dir(state).join("again")).expect("mkdir");
+    }
+    site.add_episode("again", &[("x", b"third copy")]);
+    let out = site.ship(&[]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(site.state_dir("outbox").join("again").is_dir());
+    let retry = site.retry_state("again");
+    assert!(
+        retry["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not move"),
+        "{retry}"
+    );
+    assert!(
+        retry["next_attempt_at"].as_u64().unwrap_or(0) > now(),
+        "{retry}"
+    );
+    // The archive is kept with its digest, so the retry does not rebuild.
+    assert!(site.state_dir("outbox").join("again.tar.gz").is_file());
+    assert_eq!(
+        retry["archive_sha256"].as_str().map(str::len),
+        Some(64),
+        "{retry}"
+    );
 }

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SHIP_EPISODE: &str = env!("CARGO_BIN_EXE_ship-episode");
+pub const QUARANTINE_PRUNE: &str = env!("CARGO_BIN_EXE_quarantine-prune");
 pub const DEV_RECEIVER: &str = env!("CARGO_BIN_EXE_cis490-dev-receiver");
 
 /// PEM files of a test PKI: a CA, a server certificate for 127.0.0.1 and
