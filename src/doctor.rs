@@ -126,10 +126,11 @@ impl Row {
 
 /// The order rows of equal severity are shown in: 412 before 400 (more
 /// actionable), problems that stop shipping before those that slow it.
-const CHECK_ORDER: [&str; 14] = [
+const CHECK_ORDER: [&str; 15] = [
     "config",
     "rejected_412",
     "rejected_400",
+    "id_reused",
     "host_error",
     "path_unit",
     "scanner",
@@ -442,6 +443,9 @@ struct Activity {
     reasons_412: Vec<String>,
     rejected_400: Episodes,
     reasons_400: Vec<String>,
+    /// Quarantined by this host, not refused by the receiver: the id was
+    /// already taken (locally, or on the receiver with other content).
+    id_reused: Episodes,
     statuses_400: BTreeMap<u16, usize>,
     host_errors: BTreeMap<u16, Episodes>,
     host_reasons: BTreeMap<u16, String>,
@@ -488,6 +492,11 @@ fn analyse(entries: &[Entry]) -> Activity {
             continue;
         }
         match e.outcome.as_deref() {
+            // No status, a success, or a 409: the receiver refused
+            // nothing; the recorder reused an id (ship.rs sets it aside).
+            Some("quarantined") if matches!(e.http_status, None | Some(200..=299 | 409)) => {
+                a.id_reused.add(e);
+            }
             Some("quarantined") if e.http_status == Some(412) => {
                 a.rejected_412.add(e);
                 push_reason(&mut a.reasons_412, e);
@@ -748,6 +757,33 @@ fn journal_rows(f: &Facts, a: &Activity, window: &str, rows: &mut Vec<Row>) {
                 "fix what the receiver names in each episode (e.g. the missing commit), then `{}`",
                 requeue_cmd(ids)
             ))
+            .episodes(ids)
+            .count(n),
+        );
+    }
+    if a.id_reused.lines > 0 {
+        let ids = &a.id_reused.ids;
+        let n = a.id_reused.len();
+        rows.push(
+            Row::new(
+                "id_reused",
+                Severity::Red,
+                format!(
+                    "{n} episode(s) set aside because their id was already used, in the last {window}"
+                ),
+            )
+            .detail(format!(
+                "{}: an episode with the same id was already shipped (or is in quarantine), \
+                 with different content. The new copy is in quarantine/; requeueing it would \
+                 only set it aside again.",
+                list_ids(ids, 5)
+            ))
+            .fix(
+                "make the recorder use unique episode ids; compare the copies (quarantine/ID, \
+                 shipped/ID and the receiver's), then rename the new directory to a fresh id and \
+                 move it into episodes/ to ship it"
+                    .to_string(),
+            )
             .episodes(ids)
             .count(n),
         );

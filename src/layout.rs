@@ -237,6 +237,59 @@ impl Layout {
         Ok(listing)
     }
 
+    /// Entries of `episodes/` that the path unit's glob
+    /// (`episodes/*/done.marker`, which follows symlinks and matches any
+    /// file type) matches, but that will never be shipped: invalid names,
+    /// symlinks, a `done.marker` that is not a regular file. Left in place
+    /// they would re-trigger the path unit forever. Returns (name, why).
+    pub fn unshippable_ready(&self) -> Result<Vec<(std::ffi::OsString, String)>, LayoutError> {
+        let dir = self.state_dir(State::Episodes);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(LayoutError::io("cannot list", &dir, e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| LayoutError::io("cannot list", &dir, e))?;
+            let name = entry.file_name();
+            // glob(3)'s `*` skips hidden names: those never trigger.
+            if name.as_bytes().starts_with(b".") {
+                continue;
+            }
+            let path = dir.join(&name);
+            // What the glob sees: a stat through links.
+            if fs::metadata(path.join(DONE_MARKER)).is_err() {
+                continue;
+            }
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let why = match EpisodeId::from_os(&name) {
+                Err(why) => format!("not a valid episode id ({why})"),
+                Ok(_) if !is_dir => "not a directory (a symlink is never followed)".to_string(),
+                Ok(id) if !self.is_ready(&id) => format!("{DONE_MARKER} is not a regular file"),
+                Ok(_) => continue,
+            };
+            found.push((name, why));
+        }
+        Ok(found)
+    }
+
+    /// Move `episodes/<name>` to a hidden `episodes/.rejected-<name>`: out
+    /// of the path unit's glob, nothing deleted, for an operator to look at.
+    pub fn set_aside(&self, name: &std::ffi::OsStr) -> Result<PathBuf, LayoutError> {
+        let dir = self.state_dir(State::Episodes);
+        let mut hidden = b".rejected-".to_vec();
+        // Keep within NAME_MAX (255) with room for a suffix.
+        hidden.extend(name.as_bytes().iter().take(200));
+        let mut to = dir.join(std::ffi::OsStr::from_bytes(&hidden));
+        if fs::symlink_metadata(&to).is_ok() {
+            hidden.extend(format!("-{}-{}", unix_now(), std::process::id()).as_bytes());
+            to = dir.join(std::ffi::OsStr::from_bytes(&hidden));
+        }
+        rename_noreplace(&dir.join(name), &to)?;
+        Ok(to)
+    }
+
     /// True when `episodes/<id>/done.marker` exists (without following links).
     pub fn is_ready(&self, id: &EpisodeId) -> bool {
         fs::symlink_metadata(self.episode_dir(State::Episodes, id).join(DONE_MARKER))

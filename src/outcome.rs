@@ -108,8 +108,8 @@ pub fn host_error_fix(status: u16) -> &'static str {
     }
 }
 
-/// Classify the result of one PUT.
-pub fn classify(result: &Result<Reply, TransportError>) -> Verdict {
+/// Classify the result of one PUT of an archive whose SHA-256 is `sent`.
+pub fn classify(result: &Result<Reply, TransportError>, sent: &[u8; 32]) -> Verdict {
     let reply = match result {
         Ok(reply) => reply,
         Err(e) => {
@@ -124,7 +124,18 @@ pub fn classify(result: &Result<Reply, TransportError>) -> Verdict {
     let reason = with_body(status, &reply.body_excerpt);
     match status {
         200..=299 => Verdict::Shipped { status },
-        409 => Verdict::Duplicate,
+        // A repeat of our own upload, unless the receiver says it holds
+        // something else under this id: then the id was reused, and
+        // calling it shipped would lose this episode.
+        409 => match reply.repr_sha256 {
+            Some(held) if held != *sent => Verdict::Quarantine {
+                status,
+                reason: "HTTP 409: the receiver already holds different content under this id \
+                         (Repr-Digest differs): the id was reused for another recording"
+                    .into(),
+            },
+            _ => Verdict::Duplicate,
+        },
         401 | 403 | 404 | 405 => Verdict::HostError {
             status,
             reason,
@@ -183,8 +194,13 @@ mod tests {
         Ok(Reply {
             status,
             retry_after: None,
+            repr_sha256: None,
             body_excerpt: body.into(),
         })
+    }
+
+    fn classify(r: &Result<Reply, TransportError>) -> Verdict {
+        super::classify(r, &[1; 32])
     }
 
     #[test]
@@ -224,6 +240,23 @@ mod tests {
             assert_eq!(classify(&Err(e)).kind(), OutcomeKind::Retry);
         }
         assert_eq!(classify(&reply(302, "")).kind(), OutcomeKind::Retry);
+    }
+
+    #[test]
+    fn conflict_with_other_content_is_not_a_duplicate() {
+        let with_digest = |d: [u8; 32]| {
+            Ok(Reply {
+                status: 409,
+                retry_after: None,
+                repr_sha256: Some(d),
+                body_excerpt: String::new(),
+            })
+        };
+        assert_eq!(classify(&with_digest([1; 32])), Verdict::Duplicate);
+        assert_eq!(
+            classify(&with_digest([2; 32])).kind(),
+            OutcomeKind::Quarantined
+        );
     }
 
     #[test]

@@ -141,6 +141,22 @@ impl Shipper {
 
     /// Ready episodes in `episodes/`, after warning about names that are not ids.
     pub fn ready_episodes(&self) -> Result<Vec<EpisodeId>, ShipError> {
+        // Entries the path unit sees as ready but that can never ship
+        // would re-trigger it forever: move them out of its glob.
+        for (name, why) in self.layout.unshippable_ready()? {
+            let shown = name.to_string_lossy();
+            match self.layout.set_aside(&name) {
+                Ok(to) => tracing::warn!(
+                    OUTCOME = "skipped",
+                    "set aside episodes/{shown:?} as {}: {why}; it is not shipped",
+                    to.display()
+                ),
+                Err(e) => tracing::warn!(
+                    OUTCOME = "skipped",
+                    "cannot set aside episodes/{shown:?} ({why}): {e}"
+                ),
+            }
+        }
         let listing = self.layout.list(State::Episodes)?;
         for (name, why) in &listing.rejected {
             tracing::warn!(
@@ -415,7 +431,7 @@ impl Shipper {
         let result = self
             .transport
             .put(&upload, &self.cancel, &mut |p| observer.uploading(id, p));
-        let verdict = classify(&result);
+        let verdict = classify(&result, &staged.0);
         let digest = hex(&staged.0);
         match verdict {
             Verdict::Shipped { status } => {

@@ -54,6 +54,8 @@ pub enum SetupError {
 pub struct Reply {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// SHA-256 the receiver reports for what it holds (`Repr-Digest`), if any.
+    pub repr_sha256: Option<[u8; 32]>,
     /// The first bytes of the response body, lossily decoded and trimmed.
     pub body_excerpt: String,
 }
@@ -299,6 +301,11 @@ async fn read_reply(mut response: reqwest::Response) -> Result<Reply, TransportE
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let repr_sha256 = response
+        .headers()
+        .get("Repr-Digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_sha256_digest);
     // Only the start of the body matters, and a receiver that closes early
     // may cut it short: keep what arrived.
     let mut excerpt = Vec::new();
@@ -319,6 +326,7 @@ async fn read_reply(mut response: reqwest::Response) -> Result<Reply, TransportE
     Ok(Reply {
         status,
         retry_after,
+        repr_sha256,
         body_excerpt,
     })
 }
@@ -352,6 +360,20 @@ fn has_tls_cause(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = err.source();
     }
     false
+}
+
+/// The `sha-256` member of a `Content-Digest`/`Repr-Digest` field
+/// (RFC 9530: `sha-256=:<base64>:`, possibly among other algorithms).
+pub fn parse_sha256_digest(field: &str) -> Option<[u8; 32]> {
+    field.split(',').find_map(|member| {
+        let (alg, value) = member.trim().split_once('=')?;
+        if !alg.trim().eq_ignore_ascii_case("sha-256") {
+            return None;
+        }
+        let b64 = value.trim().strip_prefix(':')?.strip_suffix(':')?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        bytes.try_into().ok()
+    })
 }
 
 /// "a: b: c" from an error and its sources, without repeats.
@@ -459,6 +481,19 @@ mod tests {
             None
         );
         assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn digest_fields() {
+        let d = [7u8; 32];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(d);
+        assert_eq!(parse_sha256_digest(&format!("sha-256=:{b64}:")), Some(d));
+        assert_eq!(
+            parse_sha256_digest(&format!("sha-512=:AAAA:, sha-256=:{b64}:")),
+            Some(d)
+        );
+        assert_eq!(parse_sha256_digest("sha-256=:AAAA:"), None);
+        assert_eq!(parse_sha256_digest("garbage"), None);
     }
 
     #[test]

@@ -170,6 +170,31 @@ fn only_400_is_red_with_the_receivers_reason() {
 }
 
 #[test]
+fn id_reuse_is_not_reported_as_a_receiver_rejection() {
+    // The real 400 lines, with the status a local set-aside logs: none
+    // (name clash at claim) or 409 (the receiver holds other content).
+    let mut lines = entries(&read_fixture("400-only.jsonl")).to_vec();
+    let mut changed = 0;
+    for e in lines
+        .iter_mut()
+        .filter(|e| e.outcome.as_deref() == Some("quarantined"))
+    {
+        e.http_status = if changed == 0 { None } else { Some(409) };
+        changed += 1;
+    }
+    assert_eq!(changed, 2);
+    let r = doctor::assess(&facts_with(JournalRead::Lines {
+        entries: lines,
+        unparsable: 0,
+    }));
+    assert_eq!(r.rows[0].check, "id_reused");
+    assert_eq!(r.rows[0].count, Some(2));
+    let fix = r.rows[0].fix.as_deref().unwrap_or_default();
+    assert!(fix.contains("unique"), "{fix}");
+    assert!(!has(&r, "rejected_400"));
+}
+
+#[test]
 fn both_412_and_400_put_412_first() {
     let r = doctor::assess(&facts("412-and-400.jsonl"));
     assert_eq!(r.rows[0].check, "rejected_412");

@@ -528,22 +528,50 @@ fn named_targets_ids_and_paths() {
 }
 
 #[test]
-fn not_ready_and_invalid_names_are_skipped() {
+fn not_ready_is_left_and_unshippable_ready_entries_are_set_aside() {
     let rcv = Receiver::http(&[]);
     let site = Site::new(&rcv.url);
-    std::fs::create_dir(site.state_dir("episodes").join("recording")).expect("mkdir");
-    let bad = site.state_dir("episodes").join("bad.tar.gz");
+    let eps = site.state_dir("episodes");
+    std::fs::create_dir(eps.join("recording")).expect("mkdir");
+    // Each of these matches the path unit's glob episodes/*/done.marker but
+    // can never be shipped: left in place, it would re-trigger forever.
+    let bad = eps.join("bad.tar.gz");
     std::fs::create_dir(&bad).expect("mkdir");
     std::fs::write(bad.join("done.marker"), b"").expect("marker");
+    let elsewhere = site.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    std::fs::write(elsewhere.join("done.marker"), b"").expect("marker");
+    std::fs::write(elsewhere.join("private.txt"), b"not ours").expect("write");
+    symlink(&elsewhere, eps.join("linked")).expect("symlink");
+    std::fs::create_dir_all(eps.join("dm/done.marker")).expect("mkdir");
     let out = site.ship(&[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(site.where_is("recording"), Some("episodes"));
-    assert!(bad.is_dir());
-    assert!(
-        stderr(&out).contains("not a valid episode id"),
-        "{}",
-        stderr(&out)
+    assert_eq!(
+        site.where_is("recording"),
+        Some("episodes"),
+        "not ready: untouched"
     );
+    let names: Vec<String> = std::fs::read_dir(&eps)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    for gone in ["bad.tar.gz", "linked", "dm"] {
+        assert!(
+            !names.contains(&gone.to_string()),
+            "{gone} still matches the glob: {names:?}"
+        );
+        assert!(
+            names.contains(&format!(".rejected-{gone}")),
+            "{gone} lost: {names:?}"
+        );
+    }
+    // The symlink was moved, not followed: its target is intact and unshipped.
+    assert!(elsewhere.join("private.txt").is_file());
+    assert_eq!(rcv.stats()["stored"].as_array().map(Vec::len), Some(0));
+    assert!(stderr(&out).contains("set aside"), "{}", stderr(&out));
+    // Nothing is left for the glob: a second run has nothing to do.
+    let again = site.ship(&[]);
+    assert!(!stderr(&again).contains("set aside"), "{}", stderr(&again));
 }
 
 #[test]
@@ -731,4 +759,53 @@ fn id_reused_twice_stays_in_outbox_with_backoff() {
         Some(64),
         "{retry}"
     );
+}
+
+#[test]
+fn conflict_is_duplicate_only_for_the_same_content() {
+    let rcv = Receiver::http(&[]);
+    let site = Site::new(&rcv.url);
+    let forget = |id: &str| {
+        // As if prune had removed the shipped copy after keep_local_for_days.
+        std::fs::remove_dir_all(site.state_dir("shipped").join(id)).expect("rm");
+        std::fs::remove_file(site.state_dir("shipped").join(format!("{id}.json"))).expect("rm");
+    };
+    // Deterministic archives: identical files and mtimes give identical bytes.
+    let ep = site.add_episode("same", &[("x", b"one")]);
+    let mtime = std::fs::metadata(ep.join("x"))
+        .expect("meta")
+        .modified()
+        .expect("mtime");
+    assert_eq!(code(&site.ship(&[])), 0);
+    forget("same");
+    let ep = site.add_episode("same", &[("x", b"one")]);
+    for f in ["x", "done.marker"] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(ep.join(f))
+            .expect("open");
+        file.set_modified(mtime).expect("set mtime");
+    }
+    std::fs::File::open(&ep)
+        .expect("open dir")
+        .set_modified(mtime)
+        .expect("set dir mtime");
+    let out = site.ship(&[]);
+    // Same bytes again (a crash after the upload looks like this): duplicate.
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(site.where_is("same"), Some("shipped"));
+    assert!(stderr(&out).contains("duplicate"), "{}", stderr(&out));
+
+    site.add_episode("reused", &[("x", b"first recording")]);
+    assert_eq!(code(&site.ship(&[])), 0);
+    forget("reused");
+    site.add_episode("reused", &[("x", b"a different recording")]);
+    let out = site.ship(&[]);
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert_eq!(site.where_is("reused"), Some("quarantine"));
+    let reason = site.sidecar("quarantine", "reused")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("reused"), "{reason}");
 }

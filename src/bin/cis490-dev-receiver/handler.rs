@@ -542,6 +542,27 @@ fn put_episode_inner(
     out
 }
 
+/// 409 with the stored object's digest (`Repr-Digest`, RFC 9530), so a
+/// client can tell a repeat of the same upload from an id reused for
+/// different content.
+fn already_stored(path: &std::path::Path) -> Response {
+    let resp = Response::text(409, "already stored");
+    let Ok(mut file) = File::open(path) else {
+        return resp;
+    };
+    let mut hasher = BodyHasher::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(_) => return resp,
+        }
+    }
+    let digest = B64.encode(hasher.finish());
+    resp.with_header("Repr-Digest", format!("sha-256=:{digest}:"))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn store(
     conn: &mut Conn,
@@ -558,7 +579,7 @@ fn store(
     let partial_path = dir.join(format!("{episode}.tar.gz.partial"));
 
     match final_path.try_exists() {
-        Ok(true) => return respond_skip_body(conn, req, Response::text(409, "already stored")),
+        Ok(true) => return respond_skip_body(conn, req, already_stored(&final_path)),
         Ok(false) => {}
         Err(e) => return server_error(conn, req, "checking store", &e),
     }
@@ -577,7 +598,7 @@ fn store(
     };
     // Re-check under the claim: another upload may have finished in between.
     if final_path.exists() {
-        return respond_skip_body(conn, req, Response::text(409, "already stored"));
+        return respond_skip_body(conn, req, already_stored(&final_path));
     }
 
     if let Err(e) = fs::create_dir_all(&dir) {
