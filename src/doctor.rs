@@ -1387,20 +1387,7 @@ pub fn human_span(secs: u64) -> String {
     }
 }
 
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
+pub use crate::cli::human_bytes;
 
 /// "at 2026-11-27 03:15 UTC (12 min ago)" / "(in 3 h)".
 fn when(t: u64, now: u64) -> String {

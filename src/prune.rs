@@ -190,20 +190,7 @@ impl PruneReport {
     }
 }
 
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub use crate::cli::human_bytes;
 
 /// Apply the retention rules to `layout` as of `now`. With `dry_run`, only
 /// report what would be removed (locks are tried, nothing is changed).

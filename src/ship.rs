@@ -39,6 +39,18 @@ pub enum ShipError {
     Target(String),
 }
 
+impl ShipError {
+    /// sysexits code: local I/O 74, a named episode missing 66, else the
+    /// configuration (TLS files, URL) 78.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ShipError::Layout(_) => crate::exit::IO_ERROR,
+            ShipError::Target(_) => crate::exit::NO_INPUT,
+            ShipError::Setup(_) => crate::exit::CONFIG,
+        }
+    }
+}
+
 /// Callbacks during a run: terminal progress for `ship-episode`, watchdog
 /// heartbeats for the scanner.
 pub trait Observer {
@@ -86,6 +98,19 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Add an episode's result; a host-level refusal stops the run.
+    pub fn push(&mut self, r: EpisodeReport) {
+        if r.outcome == OutcomeKind::HostError {
+            let status = r.http_status.unwrap_or(0);
+            self.host_error = Some(HostError {
+                status,
+                reason: r.detail.clone(),
+                fix: crate::outcome::host_error_fix(status),
+            });
+        }
+        self.episodes.push(r);
+    }
+
     pub fn count(&self, kind: OutcomeKind) -> usize {
         self.episodes.iter().filter(|e| e.outcome == kind).count()
     }
@@ -188,17 +213,9 @@ impl Shipper {
                 self.claim_only(&id);
                 continue;
             }
-            let Some(r) = self.ship_one(&id, observer) else {
-                continue;
-            };
-            if r.outcome == OutcomeKind::HostError {
-                report.host_error = Some(HostError {
-                    status: r.http_status.unwrap_or(0),
-                    reason: r.detail.clone(),
-                    fix: crate::outcome::host_error_fix(r.http_status.unwrap_or(0)),
-                });
+            if let Some(r) = self.ship_one(&id, observer) {
+                report.push(r);
             }
-            report.episodes.push(r);
         }
         report
     }

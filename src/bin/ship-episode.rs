@@ -157,10 +157,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             cis490::cli::fail(&e.to_string());
-            return ExitCode::from(match e {
-                cis490::ship::ShipError::Layout(_) => cis490::exit::IO_ERROR,
-                _ => cis490::exit::CONFIG,
-            });
+            return ExitCode::from(e.exit_code());
         }
     };
     let terminal = std::io::stdout().is_terminal();
@@ -177,19 +174,12 @@ fn main() -> ExitCode {
         match result {
             Ok(r) => {
                 let mut report = RunReport::default();
-                if r.outcome == OutcomeKind::HostError {
-                    report.host_error = Some(cis490::ship::HostError {
-                        status: r.http_status.unwrap_or(0),
-                        reason: r.detail.clone(),
-                        fix: cis490::outcome::host_error_fix(r.http_status.unwrap_or(0)),
-                    });
-                }
-                report.episodes.push(r);
+                report.push(r);
                 report
             }
             Err(e) => {
                 cis490::cli::fail(&e.to_string());
-                return ExitCode::from(cis490::exit::NO_INPUT);
+                return ExitCode::from(e.exit_code());
             }
         }
     } else if args.episodes.is_empty() {
@@ -197,7 +187,7 @@ fn main() -> ExitCode {
             Ok(r) => r,
             Err(e) => {
                 cis490::cli::fail(&e.to_string());
-                return ExitCode::from(cis490::exit::IO_ERROR);
+                return ExitCode::from(e.exit_code());
             }
         }
     } else {

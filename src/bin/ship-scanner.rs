@@ -77,10 +77,7 @@ fn main() -> ExitCode {
 
 fn fail_setup(e: &ShipError) -> ExitCode {
     cis490::cli::fail(&e.to_string());
-    ExitCode::from(match e {
-        ShipError::Layout(_) => exit::IO_ERROR,
-        _ => exit::CONFIG,
-    })
+    ExitCode::from(e.exit_code())
 }
 
 /// A pass that cannot take the loop down with it: errors and panics are
@@ -90,10 +87,7 @@ fn guarded_pass(scanner: &mut Scanner, heartbeat: &mut Heartbeat) -> Result<Pass
         Ok(Ok(report)) => Ok(report),
         Ok(Err(e)) => {
             tracing::error!("scan pass failed: {e}");
-            Err(match e {
-                ShipError::Layout(_) => exit::IO_ERROR,
-                _ => exit::CONFIG,
-            })
+            Err(e.exit_code())
         }
         Err(panic) => {
             let what = panic
