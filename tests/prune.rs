@@ -2,51 +2,28 @@
 //! failures, and a real race against `ship-episode --requeue` (with a real
 //! HTTP receiver on a local socket).
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cis490::layout::{self, EpisodeId, Layout, Sidecar, State};
+use common::{Receiver, Site};
 
 const PRUNE: &str = env!("CARGO_BIN_EXE_quarantine-prune");
 const SHIP: &str = env!("CARGO_BIN_EXE_ship-episode");
 const DAY: u64 = 86_400;
 
-struct Host {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    config: PathBuf,
-    layout: Layout,
-}
-
-fn host(receiver_port: u16, retention: &str) -> Host {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("data");
-    let layout = Layout::new(&root);
-    layout.ensure_dirs().expect("dirs");
-    let config = dir.path().join("lab-host.toml");
-    fs::write(
-        &config,
-        format!(
-            "host_id = \"lab-7\"\n[paths]\ndata_root = \"{}\"\n[receiver]\n\
-             url = \"http://127.0.0.1:{receiver_port}\"\n[retention]\n{retention}\n",
-            root.display()
-        ),
+/// A site whose config points at `url`, with these `[retention]` lines.
+fn host(url: &str, retention: &str) -> Site {
+    Site::with_receiver_toml(
+        &format!("url = \"{url}\""),
+        &format!("[retention]\n{retention}\n"),
     )
-    .expect("config");
-    Host {
-        _dir: dir,
-        root,
-        config,
-        layout,
-    }
 }
 
 /// A quarantined episode with `files` files, quarantined `days_ago` days ago.
@@ -77,7 +54,7 @@ fn quarantined(layout: &Layout, id: &str, days_ago: u64, files: usize) -> PathBu
     dir
 }
 
-fn prune_cmd(h: &Host) -> Command {
+fn prune_cmd(h: &Site) -> Command {
     let mut c = Command::new(PRUNE);
     c.arg("--config")
         .arg(&h.config)
@@ -109,14 +86,18 @@ fn tree(dir: &Path) -> Vec<String> {
 
 #[test]
 fn dry_run_then_real_run() {
-    let h = host(9, "quarantine_keep_days = 30\nkeep_local_for_days = 7");
-    let old = quarantined(&h.layout, "old", 31, 3);
-    let young = quarantined(&h.layout, "young", 29, 3);
-    let ob = h.layout.state_dir(State::Outbox);
+    let h = host(
+        "http://127.0.0.1:9",
+        "quarantine_keep_days = 30\nkeep_local_for_days = 7",
+    );
+    let layout = h.layout();
+    let old = quarantined(&layout, "old", 31, 3);
+    let young = quarantined(&layout, "young", 29, 3);
+    let ob = layout.state_dir(State::Outbox);
     fs::create_dir(ob.join("unshipped")).expect("mkdir");
     fs::write(ob.join("unshipped/data"), b"x").expect("write");
     fs::write(ob.join("settled.tar.gz"), b"x").expect("write");
-    let before = tree(&h.root);
+    let before = tree(&h.data());
 
     let out = prune_cmd(&h).arg("--dry-run").output().expect("run");
     let stdout = text(&out.stdout);
@@ -133,7 +114,7 @@ fn dry_run_then_real_run() {
         !stdout.contains("young") && !stdout.contains("unshipped"),
         "{stdout}"
     );
-    assert_eq!(tree(&h.root), before, "a dry run changes nothing");
+    assert_eq!(tree(&h.data()), before, "a dry run changes nothing");
 
     let out = prune_cmd(&h).output().expect("run");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -164,7 +145,7 @@ fn dry_run_then_real_run() {
 
 #[test]
 fn bad_config_is_78() {
-    let h = host(9, "quarantine_keep_days = -1");
+    let h = host("http://127.0.0.1:9", "quarantine_keep_days = -1");
     let out = prune_cmd(&h).output().expect("run");
     assert_eq!(out.status.code(), Some(78));
     assert!(text(&out.stderr).contains("retention.quarantine_keep_days"));
@@ -188,17 +169,18 @@ fn without_dac_override(c: &mut Command) -> &mut Command {
 
 #[test]
 fn undeletable_and_unreadable_entries_are_reported_and_the_rest_continues() {
-    let h = host(9, "quarantine_keep_days = 30");
-    let q = h.layout.state_dir(State::Quarantine);
-    let stuck = quarantined(&h.layout, "stuck", 40, 2);
+    let h = host("http://127.0.0.1:9", "quarantine_keep_days = 30");
+    let layout = h.layout();
+    let q = layout.state_dir(State::Quarantine);
+    let stuck = quarantined(&layout, "stuck", 40, 2);
     fs::create_dir(stuck.join("ro")).expect("mkdir");
     fs::write(stuck.join("ro/pinned"), b"x").expect("write");
     fs::set_permissions(stuck.join("ro"), fs::Permissions::from_mode(0o555)).expect("chmod");
-    let sealed = quarantined(&h.layout, "sealed", 40, 1);
+    let sealed = quarantined(&layout, "sealed", 40, 1);
     fs::set_permissions(&sealed, fs::Permissions::from_mode(0o000)).expect("chmod");
-    let fine = quarantined(&h.layout, "fine", 40, 2);
+    let fine = quarantined(&layout, "fine", 40, 2);
     // A kept entry with an unreadable subdirectory: pruning must not look inside.
-    let kept = quarantined(&h.layout, "kept", 1, 1);
+    let kept = quarantined(&layout, "kept", 1, 1);
     fs::create_dir(kept.join("private")).expect("mkdir");
     fs::set_permissions(kept.join("private"), fs::Permissions::from_mode(0o000)).expect("chmod");
 
@@ -227,7 +209,7 @@ fn undeletable_and_unreadable_entries_are_reported_and_the_rest_continues() {
     let hidden = q.join(".deleting-stuck");
     assert!(hidden.join("ro/pinned").is_file());
     assert!(
-        h.layout
+        layout
             .list(State::Quarantine)
             .expect("list")
             .ids
@@ -249,71 +231,9 @@ fn undeletable_and_unreadable_entries_are_reported_and_the_rest_continues() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// A minimal receiver over a real socket: reads each PUT and answers 201.
-fn receiver() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                if answer_201(stream).is_ok() {
-                    seen.fetch_add(1, Ordering::SeqCst);
-                }
-            });
-        }
-    });
-    (port, count)
-}
-
-fn answer_201(stream: TcpStream) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut length = 0usize;
-    let mut chunked = false;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let l = line.trim_end().to_ascii_lowercase();
-        if l.is_empty() {
-            break;
-        }
-        if let Some(v) = l.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if l.starts_with("transfer-encoding:") && l.contains("chunked") {
-            chunked = true;
-        }
-    }
-    if chunked {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            let mut chunk = vec![0; n + 2];
-            reader.read_exact(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-        }
-    } else {
-        std::io::copy(
-            &mut reader.by_ref().take(length as u64),
-            &mut std::io::sink(),
-        )?;
-    }
-    let mut s = stream;
-    s.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-    s.flush()
-}
-
 #[test]
 fn requeue_racing_prune_one_wins_cleanly() {
-    let (port, uploads) = receiver();
+    let rcv = Receiver::http(&[]);
     const FILES: usize = 100;
     const ROUNDS: usize = 16;
     // Milliseconds by which prune starts after (negative: before) the
@@ -323,10 +243,13 @@ fn requeue_racing_prune_one_wins_cleanly() {
     let (mut offset, mut step) = (60i64, 16i64);
     let mut last_winner_was_prune = None;
     let (mut prune_won, mut requeue_won) = (0, 0);
+    let mut shipped = Vec::new();
     for round in 0..ROUNDS {
-        let h = host(port, "quarantine_keep_days = 30");
-        let id = EpisodeId::parse("race").expect("id");
-        quarantined(&h.layout, id.as_str(), 31, FILES);
+        let h = host(&rcv.url, "quarantine_keep_days = 30");
+        let layout = h.layout();
+        // One id per round: the receiver keeps what it stored.
+        let id = EpisodeId::parse(&format!("race-{round}")).expect("id");
+        quarantined(&layout, id.as_str(), 31, FILES);
         let mut requeue = Command::new(SHIP);
         requeue
             .arg("--config")
@@ -368,23 +291,24 @@ fn requeue_racing_prune_one_wins_cleanly() {
         assert_eq!(pr.status.code(), Some(0), "{ctx}");
         // Never a hidden half-deleted tree left, in any state.
         for s in State::ALL {
-            let hidden: Vec<_> = tree(&h.layout.state_dir(s))
+            let hidden: Vec<_> = tree(&layout.state_dir(s))
                 .into_iter()
                 .filter(|n| n.starts_with(".deleting"))
                 .collect();
             assert!(hidden.is_empty(), "{hidden:?}\n{ctx}");
         }
-        let prune_won_now = h.layout.locate(&id).is_none();
-        match h.layout.locate(&id) {
+        let prune_won_now = layout.locate(&id).is_none();
+        match layout.locate(&id) {
             Some(state @ (State::Shipped | State::Outbox)) => {
                 requeue_won += 1;
+                shipped.push(format!("{}/{id}", h.host));
                 assert_eq!(rq.status.code(), Some(0), "{ctx}");
                 assert_eq!(state, State::Shipped, "{ctx}");
-                let dir = h.layout.episode_dir(state, &id);
+                let dir = layout.episode_dir(state, &id);
                 let frames = fs::read_dir(dir.join("frames")).expect("frames").count();
                 assert_eq!(frames, FILES, "a partial tree: {ctx}");
                 assert!(dir.join(layout::DONE_MARKER).is_file(), "{ctx}");
-                assert!(h.layout.sidecar(State::Shipped, &id).is_file(), "{ctx}");
+                assert!(layout.sidecar(State::Shipped, &id).is_file(), "{ctx}");
             }
             None => {
                 prune_won += 1;
@@ -394,8 +318,8 @@ fn requeue_racing_prune_one_wins_cleanly() {
                     err.contains("pruned already") || err.contains("locked by another"),
                     "{ctx}"
                 );
-                assert!(!h.layout.sidecar(State::Quarantine, &id).exists(), "{ctx}");
-                for p in cis490::ship::outbox_artifacts(&h.layout, &id) {
+                assert!(!layout.sidecar(State::Quarantine, &id).exists(), "{ctx}");
+                for p in cis490::ship::outbox_artifacts(&layout, &id) {
                     assert!(!p.exists(), "{} left: {ctx}", p.display());
                 }
             }
@@ -418,6 +342,17 @@ fn requeue_racing_prune_one_wins_cleanly() {
         prune_won > 0 && requeue_won > 0,
         "prune {prune_won}, requeue {requeue_won}"
     );
-    assert_eq!(uploads.load(Ordering::SeqCst), requeue_won);
+    // Exactly one upload, stored, per episode the requeue won; none for the
+    // ones prune won.
+    let requests = rcv.requests();
+    let mut stored: Vec<String> = requests
+        .iter()
+        .filter(|r| r.status == Some(201))
+        .map(|r| r.key.clone())
+        .collect();
+    stored.sort();
+    shipped.sort();
+    assert_eq!(stored, shipped, "{requests:?}");
+    assert_eq!(requests.len(), requeue_won, "{requests:?}");
     eprintln!("prune won {prune_won}, requeue won {requeue_won}");
 }

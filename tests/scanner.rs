@@ -1,11 +1,12 @@
 //! `ship-scanner` end to end: a real binary, a real HTTP receiver on a real
 //! socket, and a real unix datagram socket as `NOTIFY_SOCKET`.
 
-mod scanner_support;
+mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use scanner_support::{Behave, DataRoot, NotifySocket, Proc, Receiver, wait_until};
+use common::{NotifySocket, Proc, Receiver, Site, wait_until};
 
 const SCANNER: &str = env!("CARGO_BIN_EXE_ship-scanner");
 const WATCHDOG: Duration = Duration::from_secs(2);
@@ -13,17 +14,30 @@ const WATCHDOG: Duration = Duration::from_secs(2);
 /// receiver, so that a receiver that stops reading stalls the upload.
 const BIG: usize = 8 << 20;
 
-fn scanner(root: &DataRoot, config: &std::path::Path, notify: Option<&NotifySocket>) -> Proc {
+/// The dev receiver with a small socket receive buffer, so that when it stops
+/// reading (`stall`) the upload stalls within a few MiB, and the tail of a
+/// `slow` upload (bytes already handed to the kernel) stays short.
+fn receiver() -> Receiver {
+    Receiver::http(&["--recv-buffer", "65536"])
+}
+
+/// Write the site's config for `url` with these `[shipper]` lines.
+fn config(root: &Site, url: &str, shipper: &str) -> PathBuf {
+    root.write_config(&format!("url = \"{url}\""), shipper, "");
+    root.config.clone()
+}
+
+fn scanner(root: &Site, config: &Path, notify: Option<&NotifySocket>) -> Proc {
     scanner_with_watchdog(root, config, notify, WATCHDOG)
 }
 
 fn scanner_with_watchdog(
-    root: &DataRoot,
-    config: &std::path::Path,
+    root: &Site,
+    config: &Path,
     notify: Option<&NotifySocket>,
     watchdog: Duration,
 ) -> Proc {
-    scanner_support::spawn(
+    common::spawn(
         SCANNER,
         &["--config", config.to_str().expect("utf-8 path")],
         root.dir.path().join(format!("scanner-{}.log", unique())),
@@ -39,8 +53,8 @@ fn unique() -> u128 {
         .unwrap_or(0)
 }
 
-fn once(config: &std::path::Path, root: &DataRoot) -> (i32, Proc) {
-    let mut p = scanner_support::spawn(
+fn once(config: &Path, root: &Site) -> (i32, Proc) {
+    let mut p = common::spawn(
         SCANNER,
         &["--once", "--config", config.to_str().expect("utf-8 path")],
         root.dir.path().join(format!("once-{}.log", unique())),
@@ -76,8 +90,8 @@ fn stop(mut p: Proc) -> Proc {
 
 #[test]
 fn ready_comes_after_the_queue_and_reports_it() {
-    let root = DataRoot::new();
-    let rcv = Receiver::start();
+    let root = Site::bare();
+    let rcv = receiver();
     // Two outbox entries waiting for a retry an hour from now, and one ready.
     for id in ["ob-1", "ob-2"] {
         root.episode("outbox", id, 100, false);
@@ -87,14 +101,14 @@ fn ready_comes_after_the_queue_and_reports_it() {
             .as_secs()
             + 3600;
         std::fs::write(
-            root.state("outbox").join(format!("{id}.retry.json")),
+            root.state_dir("outbox").join(format!("{id}.retry.json")),
             format!(r#"{{"attempts":3,"next_attempt_at":{at},"last_error":"HTTP 503"}}"#),
         )
         .expect("retry file");
     }
     root.episode("episodes", "new-1", 100, true);
     root.episode("episodes", "recording", 100, false);
-    let config = root.write_config(&rcv.url(), "scan_interval_s = 0.2");
+    let config = config(&root, &rcv.url, "scan_interval_s = 0.2");
     let notify = NotifySocket::bind(root.dir.path());
     let p = scanner(&root, &config, Some(&notify));
 
@@ -107,13 +121,13 @@ fn ready_comes_after_the_queue_and_reports_it() {
         "{ready:?}"
     );
     for state in ["episodes", "outbox", "shipped", "quarantine"] {
-        assert!(root.state(state).is_dir(), "{state}/ created");
+        assert!(root.state_dir(state).is_dir(), "{state}/ created");
     }
     // Nothing was shipped before READY=1: the first pass comes after it.
-    let first_hit = wait_until(Duration::from_secs(5), || !rcv.hits().is_empty());
+    let first_hit = wait_until(Duration::from_secs(5), || !rcv.requests().is_empty());
     assert!(first_hit);
     assert!(
-        rcv.hits()[0].at > ready_at,
+        rcv.requests()[0].at > ready_at,
         "an upload started before READY=1"
     );
     let beats = notify.times_of("WATCHDOG=1");
@@ -127,7 +141,7 @@ fn ready_comes_after_the_queue_and_reports_it() {
             .last_status()
             .is_some_and(|s| s.starts_with("2 pending (0 ready, 2 in outbox), next retry in 3"))
     }));
-    assert_eq!(rcv.hits().len(), 1, "outbox entries were not due");
+    assert_eq!(rcv.requests().len(), 1, "outbox entries were not due");
     stop(p);
     let stopping = notify.wait_for("STOPPING=1", Duration::from_secs(2));
     assert!(stopping.is_some());
@@ -135,10 +149,10 @@ fn ready_comes_after_the_queue_and_reports_it() {
 
 #[test]
 fn unusable_data_root_fails_clearly_without_ready() {
-    let root = DataRoot::new();
+    let root = Site::bare();
     // data_root is a regular file: no state directory can be created.
     std::fs::write(root.data(), b"not a directory").expect("write");
-    let config = root.write_config("http://127.0.0.1:9", "scan_interval_s = 0.2");
+    let config = config(&root, "http://127.0.0.1:9", "scan_interval_s = 0.2");
     let notify = NotifySocket::bind(root.dir.path());
     let mut p = scanner(&root, &config, Some(&notify));
     let status = p.wait_timeout(Duration::from_secs(10)).expect("exits");
@@ -149,9 +163,9 @@ fn unusable_data_root_fails_clearly_without_ready() {
 
 #[test]
 fn watchdog_every_pass_and_through_a_failing_pass() {
-    let root = DataRoot::new();
-    let rcv = Receiver::start();
-    let config = root.write_config(&rcv.url(), "scan_interval_s = 0.2");
+    let root = Site::bare();
+    let rcv = receiver();
+    let config = config(&root, &rcv.url, "scan_interval_s = 0.2");
     let notify = NotifySocket::bind(root.dir.path());
     let p = scanner(&root, &config, Some(&notify));
     let (ready_at, _) = notify
@@ -167,7 +181,7 @@ fn watchdog_every_pass_and_through_a_failing_pass() {
     );
 
     // A real failure: outbox/ replaced by a file, so listing it fails.
-    let outbox = root.state("outbox");
+    let outbox = root.state_dir("outbox");
     std::fs::remove_dir(&outbox).expect("rmdir outbox");
     std::fs::write(&outbox, b"oops").expect("file in its place");
     assert!(wait_until(Duration::from_secs(3), || {
@@ -192,17 +206,17 @@ fn watchdog_every_pass_and_through_a_failing_pass() {
 
 #[test]
 fn straggler_is_shipped_within_one_interval() {
-    let root = DataRoot::new();
-    let rcv = Receiver::start();
-    let config = root.write_config(&rcv.url(), "scan_interval_s = 1.0");
+    let root = Site::bare();
+    let rcv = receiver();
+    let config = config(&root, &rcv.url, "scan_interval_s = 1.0");
     // Outside systemd: no NOTIFY_SOCKET, no watchdog.
     let p = scanner(&root, &config, None);
     assert!(wait_until(Duration::from_secs(10), || root
-        .state("outbox")
+        .state_dir("outbox")
         .is_dir()));
     std::thread::sleep(Duration::from_millis(300));
     // mkdir first, done.marker later: the path unit would never see it.
-    let dir = root.state("episodes").join("straggler");
+    let dir = root.state_dir("episodes").join("straggler");
     std::fs::create_dir(&dir).expect("mkdir");
     std::fs::write(dir.join("data.bin"), b"payload").expect("data");
     std::fs::write(dir.join("done.marker"), b"").expect("marker");
@@ -215,23 +229,20 @@ fn straggler_is_shipped_within_one_interval() {
         took < Duration::from_millis(1800),
         "took {took:?} with a 1 s interval"
     );
-    assert!(rcv.stored("straggler").is_some());
+    assert!(rcv.stored(&root.host, "straggler"));
     stop(p);
 }
 
 #[test]
 fn a_503_is_retried_on_schedule_then_shipped() {
-    let root = DataRoot::new();
-    let rcv = Receiver::start();
-    rcv.plan(
-        "flaky",
-        &[Behave::Status(503, Some(2)), Behave::Status(503, Some(2))],
-    );
+    let root = Site::bare();
+    let rcv = receiver();
+    rcv.behave("flaky", "times:2:status:503,retry-after:2");
     root.episode("episodes", "flaky", 1000, true);
-    let config = root.write_config(&rcv.url(), "scan_interval_s = 0.2");
+    let config = config(&root, &rcv.url, "scan_interval_s = 0.2");
     let notify = NotifySocket::bind(root.dir.path());
     let p = scanner(&root, &config, Some(&notify));
-    assert!(wait_until(Duration::from_secs(5), || rcv.hits().len() == 1));
+    assert!(wait_until(Duration::from_secs(5), || rcv.requests().len() == 1));
     assert!(wait_until(Duration::from_secs(3), || {
         notify
             .last_status()
@@ -240,7 +251,7 @@ fn a_503_is_retried_on_schedule_then_shipped() {
     assert!(wait_until(Duration::from_secs(10), || {
         root.names("shipped").contains(&"flaky".to_string())
     }));
-    let hits = rcv.hits_for("flaky");
+    let hits = rcv.requests_for(&root.host, "flaky");
     let statuses: Vec<_> = hits.iter().map(|h| h.status).collect();
     assert_eq!(
         statuses,
@@ -248,7 +259,7 @@ fn a_503_is_retried_on_schedule_then_shipped() {
         "no extra attempts"
     );
     for w in hits.windows(2) {
-        let gap = w[1].at.duration_since(w[0].done.expect("answered"));
+        let gap = w[1].at.duration_since(w[0].end.expect("answered"));
         // Retry-After: 2 is honoured, and the scan interval does not add
         // much on top of it.
         assert!(
@@ -267,17 +278,17 @@ fn a_503_is_retried_on_schedule_then_shipped() {
 
 #[test]
 fn a_401_pauses_the_queue_without_quarantining() {
-    let root = DataRoot::new();
-    let rcv = Receiver::start();
-    rcv.set_default(Behave::Status(401, None));
+    let root = Site::bare();
+    let rcv = receiver();
+    rcv.behave("*", "status:401");
     for id in ["a", "b", "c"] {
         root.episode("episodes", id, 1000, true);
     }
-    let config = root.write_config(&rcv.url(), "scan_interval_s = 0.2");
+    let config = config(&root, &rcv.url, "scan_interval_s = 0.2");
     let notify = NotifySocket::bind(root.dir.path());
     let p = scanner(&root, &config, Some(&notify));
     assert!(wait_until(Duration::from_secs(5), || !rcv
-        .hits()
+        .requests()
         .is_empty()));
     assert!(wait_until(Duration::from_secs(3), || {
         notify.last_status().is_some_and(|s| {
@@ -289,7 +300,7 @@ fn a_401_pauses_the_queue_without_quarantining() {
     std::thread::sleep(Duration::from_secs(2));
     // About 13 passes went by; one request per pause, not one per episode
     // per pass (pauses of ~1 s then ~2 s).
-    let hits = rcv.hits().len();
+    let hits = rcv.requests().len();
     assert!((1..=3).contains(&hits), "{hits} requests in ~2.5 s");
     assert!(root.names("quarantine").is_empty());
     let log = p.log_text();
@@ -301,7 +312,7 @@ fn a_401_pauses_the_queue_without_quarantining() {
     assert!(longest_gap(&beats, now - Duration::from_secs(2), now) < WATCHDOG / 2);
 
     // Token fixed on the receiver side: everything ships after the pause.
-    rcv.set_default(Behave::Accept);
+    rcv.behave("*", "normal");
     assert!(wait_until(Duration::from_secs(8), || {
         root.names("shipped")
             .iter()
@@ -315,26 +326,26 @@ fn a_401_pauses_the_queue_without_quarantining() {
 
 #[test]
 fn once_has_the_exit_codes_of_ship_episode() {
-    let root = DataRoot::new();
-    let rcv = Receiver::start();
-    let config = root.write_config(&rcv.url(), "");
+    let root = Site::bare();
+    let rcv = receiver();
+    let config = config(&root, &rcv.url, "");
     assert_eq!(once(&config, &root).0, 0, "nothing to do");
 
     root.episode("episodes", "e1", 100, true);
-    rcv.plan("e1", &[Behave::Status(503, None)]);
+    rcv.behave("e1", "once:status:503");
     let (code, p) = once(&config, &root);
     assert_eq!(code, 75, "{}", p.log_text());
     assert_eq!(root.names("outbox"), ["e1", "e1.retry.json", "e1.tar.gz"]);
 
     root.episode("episodes", "e2", 100, true);
-    rcv.set_default(Behave::Status(401, None));
+    rcv.behave("*", "status:401");
     let (code, p) = once(&config, &root);
     assert_eq!(code, 78, "{}", p.log_text());
     assert!(p.stdout_text().contains("fix:"), "{}", p.stdout_text());
     assert!(root.names("quarantine").is_empty());
 
     // Both due now (e1 after its retry time, e2 after the host error).
-    let retry = std::fs::read_to_string(root.state("outbox").join("e1.retry.json")).expect("r");
+    let retry = std::fs::read_to_string(root.state_dir("outbox").join("e1.retry.json")).expect("r");
     let retry: serde_json::Value = serde_json::from_str(&retry).expect("json");
     let due = retry["next_attempt_at"].as_u64().expect("due");
     assert!(wait_until(Duration::from_secs(5), || {
@@ -342,7 +353,7 @@ fn once_has_the_exit_codes_of_ship_episode() {
             .duration_since(std::time::UNIX_EPOCH)
             .is_ok_and(|d| d.as_secs() >= due)
     }));
-    rcv.set_default(Behave::Status(400, None));
+    rcv.behave("*", "status:400");
     let (code, p) = once(&config, &root);
     assert_eq!(code, 65, "{}", p.log_text());
     assert_eq!(root.names("quarantine"), ["e1", "e1.json", "e2", "e2.json"]);
@@ -350,20 +361,21 @@ fn once_has_the_exit_codes_of_ship_episode() {
 
 #[test]
 fn heartbeats_stop_when_an_upload_stalls() {
-    let root = DataRoot::new();
-    let rcv = Receiver::start();
-    rcv.plan("big", &[Behave::Stall]);
+    let root = Site::bare();
+    let rcv = receiver();
+    rcv.behave("big", "once:stall");
     root.episode("episodes", "big", BIG, true);
     // The transport's own stall timeout is longer than the watchdog here, so
     // the watchdog is what must notice.
-    let config = root.write_config(
-        &rcv.url(),
+    let config = config(
+        &root,
+        &rcv.url,
         "scan_interval_s = 0.2\nrequest_timeout_s = 30\ngzip_level = 0",
     );
     let notify = NotifySocket::bind(root.dir.path());
     let p = scanner(&root, &config, Some(&notify));
     assert!(wait_until(Duration::from_secs(10), || !rcv
-        .hits()
+        .requests()
         .is_empty()));
     std::thread::sleep(WATCHDOG + Duration::from_secs(1));
     let beats = notify.times_of("WATCHDOG=1");
@@ -379,13 +391,14 @@ fn heartbeats_stop_when_an_upload_stalls() {
 
 #[test]
 fn heartbeats_go_on_during_a_slow_but_moving_upload() {
-    let root = DataRoot::new();
-    let rcv = Receiver::start();
+    let root = Site::bare();
+    let rcv = receiver();
     // 16 MiB read at 3 MiB/s: over 5 s, longer than the 3 s watchdog.
-    rcv.plan("slow", &[Behave::Slow(3 << 20)]);
+    rcv.behave("slow", "once:slow:3M");
     root.episode("episodes", "slow", 2 * BIG, true);
-    let config = root.write_config(
-        &rcv.url(),
+    let config = config(
+        &root,
+        &rcv.url,
         "scan_interval_s = 0.2\nrequest_timeout_s = 30\ngzip_level = 0",
     );
     let watchdog = Duration::from_secs(3);
@@ -394,8 +407,8 @@ fn heartbeats_go_on_during_a_slow_but_moving_upload() {
     assert!(wait_until(Duration::from_secs(20), || {
         root.names("shipped").contains(&"slow".to_string())
     }));
-    let hit = rcv.hits_for("slow").pop().expect("hit");
-    let (start, end) = (hit.at, hit.done.expect("answered"));
+    let hit = rcv.requests_for(&root.host, "slow").pop().expect("hit");
+    let (start, end) = (hit.at, hit.end.expect("answered"));
     assert!(end - start > watchdog, "upload took only {:?}", end - start);
     let beats = notify.times_of("WATCHDOG=1");
     let during = beats.iter().filter(|t| **t > start && **t < end).count();
@@ -413,18 +426,19 @@ fn heartbeats_go_on_during_a_slow_but_moving_upload() {
 
 #[test]
 fn sigterm_during_an_upload_leaves_it_in_the_outbox_and_a_restart_ships_it() {
-    let root = DataRoot::new();
-    let rcv = Receiver::start();
-    rcv.plan("cut", &[Behave::Stall]);
+    let root = Site::bare();
+    let rcv = receiver();
+    rcv.behave("cut", "once:stall");
     root.episode("episodes", "cut", BIG, true);
-    let config = root.write_config(
-        &rcv.url(),
+    let config = config(
+        &root,
+        &rcv.url,
         "scan_interval_s = 0.2\nrequest_timeout_s = 30\ngzip_level = 0",
     );
     let notify = NotifySocket::bind(root.dir.path());
     let mut p = scanner(&root, &config, Some(&notify));
     assert!(wait_until(Duration::from_secs(10), || !rcv
-        .hits()
+        .requests()
         .is_empty()));
     std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
@@ -455,21 +469,21 @@ fn sigterm_during_an_upload_leaves_it_in_the_outbox_and_a_restart_ships_it() {
         "leftovers: {outbox:?}"
     );
     assert!(
-        root.state("episodes")
+        root.state_dir("episodes")
             .join("..")
             .join("outbox/cut/done.marker")
             .is_file()
     );
 
     // A restart finishes the job with the same archive.
-    let archive_len = std::fs::metadata(root.state("outbox").join("cut.tar.gz"))
+    let archive_len = std::fs::metadata(root.state_dir("outbox").join("cut.tar.gz"))
         .expect("staged archive")
         .len();
     let p = scanner(&root, &config, None);
     assert!(wait_until(Duration::from_secs(10), || {
         root.names("shipped").contains(&"cut".to_string())
     }));
-    assert_eq!(rcv.stored("cut"), Some(archive_len));
+    assert_eq!(rcv.stored_len(&root.host, "cut"), Some(archive_len));
     // The outbox files go right after the rename into shipped/.
     assert!(
         wait_until(Duration::from_secs(2), || root.names("outbox").is_empty()),

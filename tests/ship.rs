@@ -4,7 +4,7 @@ mod common;
 
 use std::os::unix::fs::symlink;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 
@@ -23,10 +23,22 @@ fn ships_over_plain_http_with_digest_and_layout() {
         "ep-1",
         &[("a.txt", b"hello"), ("sub/b.bin", &noise(100_000, 3))],
     );
+    let before = Instant::now();
     let out = site.ship(&[]);
+    let after = Instant::now();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(site.where_is("ep-1"), Some("shipped"));
     assert!(rcv.stored(&site.host, "ep-1"));
+    // The receiver's request log, on our clock (the scanner tests time
+    // retries with it).
+    let log = rcv.requests();
+    assert_eq!(log.len(), 1, "{log:?}");
+    let r = &log[0];
+    assert_eq!(r.key, format!("{}/ep-1", site.host));
+    assert_eq!(r.status, Some(201));
+    assert_eq!(Some(r.bytes), rcv.stored_len(&site.host, "ep-1"));
+    let end = r.end.expect("answered");
+    assert!(before < r.at && r.at <= end && end < after, "{r:?}");
     let names: Vec<String> = rcv
         .entries(&site.host, "ep-1")
         .into_iter()

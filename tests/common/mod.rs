@@ -1,11 +1,15 @@
 //! Shared integration-test support: a real dev receiver process on a real
-//! loopback socket, throwaway TLS material, and temporary data roots.
+//! loopback socket, throwaway TLS material, temporary data roots, a real
+//! unix datagram socket as `NOTIFY_SOCKET`, and handles on spawned binaries.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const SHIP_EPISODE: &str = env!("CARGO_BIN_EXE_ship-episode");
 pub const QUARANTINE_PRUNE: &str = env!("CARGO_BIN_EXE_quarantine-prune");
@@ -187,12 +191,55 @@ impl Receiver {
             .unwrap_or(0)
     }
 
+    /// Every episode request the receiver logged, oldest first, with its
+    /// times on this process's monotonic clock.
+    pub fn requests(&self) -> Vec<Request> {
+        let stats = self.stats();
+        // The receiver logs wall-clock time; map it onto `Instant` through
+        // one reading of both clocks.
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let instant = |v: &serde_json::Value| {
+            let t = UNIX_EPOCH + Duration::from_micros(v.as_u64()?);
+            Some(match wall.duration_since(t) {
+                Ok(ago) => now.checked_sub(ago).expect("time before boot"),
+                Err(ahead) => now + ahead.duration(),
+            })
+        };
+        stats["requests"]
+            .as_array()
+            .expect("requests in stats")
+            .iter()
+            .map(|r| Request {
+                key: r["key"].as_str().expect("key").to_string(),
+                at: instant(&r["at_us"]).expect("at_us"),
+                end: instant(&r["end_us"]),
+                status: r["status"].as_u64().map(|s| s as u16),
+                bytes: r["bytes"].as_u64().expect("bytes"),
+            })
+            .collect()
+    }
+
+    pub fn requests_for(&self, host: &str, id: &str) -> Vec<Request> {
+        let key = format!("{host}/{id}");
+        self.requests()
+            .into_iter()
+            .filter(|r| r.key == key)
+            .collect()
+    }
+
     pub fn stored_path(&self, host: &str, id: &str) -> PathBuf {
         self.store.path().join(host).join(format!("{id}.tar.gz"))
     }
 
     pub fn stored(&self, host: &str, id: &str) -> bool {
         self.stored_path(host, id).is_file()
+    }
+
+    /// Size of the stored archive, if any.
+    pub fn stored_len(&self, host: &str, id: &str) -> Option<u64> {
+        std::fs::metadata(self.stored_path(host, id))
+            .ok()
+            .map(|m| m.len())
     }
 
     /// Every entry of a stored archive: (path, kind, content).
@@ -220,6 +267,21 @@ impl Drop for Receiver {
     }
 }
 
+/// One episode request as the receiver logged it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `host/id`
+    pub key: String,
+    /// When the request head had been read.
+    pub at: Instant,
+    /// When it was over (answered or given up); None while in progress.
+    pub end: Option<Instant>,
+    /// None if no answer was sent (a stall, a client that went away).
+    pub status: Option<u16>,
+    /// Body bytes read.
+    pub bytes: u64,
+}
+
 /// A temporary data root with a config file pointing at a receiver.
 pub struct Site {
     pub dir: tempfile::TempDir,
@@ -228,29 +290,64 @@ pub struct Site {
 }
 
 impl Site {
+    /// Config with `url`, state directories created.
     pub fn new(url: &str) -> Site {
         Site::with_receiver_toml(&format!("url = \"{url}\"\n"), "")
     }
 
     /// `receiver` is the body of the `[receiver]` table; `extra` is appended.
+    /// State directories created.
     pub fn with_receiver_toml(receiver: &str, extra: &str) -> Site {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let host = "lab-test".to_string();
-        let data = dir.path().join("data");
+        let site = Site::bare();
+        site.write_config(receiver, "request_timeout_s = 10", extra);
+        site.make_state_dirs();
+        site
+    }
+
+    /// Nothing under the data root and no config yet: for binaries that must
+    /// set up the data root themselves.
+    pub fn bare() -> Site {
+        let dir = tempfile::Builder::new()
+            .prefix("cis490-t")
+            .tempdir()
+            .expect("tempdir");
         let config = dir.path().join("lab-host.toml");
+        Site {
+            dir,
+            host: "lab-test".to_string(),
+            config,
+        }
+    }
+
+    /// A different host id (set before `write_config`).
+    pub fn with_host(mut self, host: &str) -> Site {
+        self.host = host.to_string();
+        self
+    }
+
+    /// (Re)write the config: `receiver` and `shipper` are the bodies of those
+    /// tables, `extra` (e.g. a `[retention]` table) is appended.
+    pub fn write_config(&self, receiver: &str, shipper: &str, extra: &str) {
         std::fs::write(
-            &config,
+            &self.config,
             format!(
-                "host_id = \"{host}\"\n[paths]\ndata_root = \"{}\"\n[receiver]\n{receiver}\n\
-                 [shipper]\nrequest_timeout_s = 10\n{extra}",
-                data.display()
+                "host_id = \"{}\"\n[paths]\ndata_root = \"{}\"\n[receiver]\n{receiver}\n\
+                 [shipper]\n{shipper}\n{extra}",
+                self.host,
+                self.data().display()
             ),
         )
         .expect("write config");
-        for s in ["episodes", "outbox", "shipped", "quarantine"] {
-            std::fs::create_dir_all(data.join(s)).expect("mkdir");
-        }
-        Site { dir, host, config }
+    }
+
+    pub fn make_state_dirs(&self) {
+        cis490::layout::Layout::new(self.data())
+            .ensure_dirs()
+            .expect("state dirs");
+    }
+
+    pub fn layout(&self) -> cis490::layout::Layout {
+        cis490::layout::Layout::new(self.data())
     }
 
     pub fn data(&self) -> PathBuf {
@@ -275,6 +372,32 @@ impl Site {
         let dest = self.state_dir("episodes").join(id);
         std::fs::rename(&staging, &dest).expect("rename into episodes");
         dest
+    }
+
+    /// An episode directory in `state` with `bytes` of incompressible
+    /// content, and done.marker when `ready`.
+    pub fn episode(&self, state: &str, id: &str, bytes: usize, ready: bool) -> PathBuf {
+        let dir = self.state_dir(state).join(id);
+        std::fs::create_dir_all(&dir).expect("mkdir episode");
+        std::fs::write(dir.join("data.bin"), noise(bytes, id.len() as u64 + 7))
+            .expect("write data");
+        if ready {
+            std::fs::write(dir.join("done.marker"), b"").expect("write marker");
+        }
+        dir
+    }
+
+    /// Names in a state directory, sorted (empty if it does not exist).
+    pub fn names(&self, state: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.state_dir(state))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
     }
 
     /// Which state directory holds the episode (None if none does).
@@ -312,23 +435,27 @@ impl Site {
     }
 }
 
-/// Wait for a child, killing it if it runs past `limit`.
+/// Wait for a child, killing it (and failing) if it runs past `limit`.
 pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
-    let started = Instant::now();
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "process still running after {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if wait_exit(&mut child, limit).is_none() {
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("output");
+        panic!(
+            "process still running after {limit:?}; stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
+    child.wait_with_output().expect("output")
+}
+
+/// The child's exit status, or None if it is still running after `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until(limit, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status
 }
 
 pub fn code(out: &Output) -> i32 {
@@ -339,19 +466,179 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Deterministic pseudo-random bytes (incompressible).
-pub fn noise(n: usize, mut seed: u64) -> Vec<u8> {
-    seed |= 1;
-    (0..n)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 24) as u8
-        })
-        .collect()
+/// Deterministic pseudo-random bytes (incompressible), 8 per xorshift step.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Wait until `f` is true, polling; false on timeout.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
 }
 
 pub fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
+}
+
+// ------------------------------------------------------------ notify socket
+
+/// A bound unix datagram socket to pass as `NOTIFY_SOCKET`, collecting
+/// every message with its arrival time.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    messages: Arc<Mutex<Vec<(Instant, String)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl NotifySocket {
+    pub fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (messages.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    m.lock().expect("lock").push((Instant::now(), text));
+                }
+            }
+        });
+        NotifySocket {
+            path,
+            messages,
+            stop,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<(Instant, String)> {
+        self.messages.lock().expect("lock").clone()
+    }
+
+    /// Arrival times of messages holding this line (e.g. `WATCHDOG=1`).
+    pub fn times_of(&self, line: &str) -> Vec<Instant> {
+        self.messages()
+            .into_iter()
+            .filter(|(_, m)| m.lines().any(|l| l == line))
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    /// The first message holding `line`, waiting up to `timeout`.
+    pub fn wait_for(&self, line: &str, timeout: Duration) -> Option<(Instant, String)> {
+        let mut found = None;
+        wait_until(timeout, || {
+            found = self
+                .messages()
+                .into_iter()
+                .find(|(_, m)| m.lines().any(|l| l == line));
+            found.is_some()
+        });
+        found
+    }
+
+    /// The latest `STATUS=` text.
+    pub fn last_status(&self) -> Option<String> {
+        self.messages().into_iter().rev().find_map(|(_, m)| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("STATUS=").map(str::to_string))
+        })
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+// ------------------------------------------------------------ child process
+
+/// A spawned binary whose stderr goes to a log file; killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+/// Spawn `bin` with a clean environment for the notify protocol.
+pub fn spawn(
+    bin: &str,
+    args: &[&str],
+    log: PathBuf,
+    notify: Option<&Path>,
+    watchdog: Option<Duration>,
+) -> Proc {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("CIS490_CONFIG")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(
+            std::fs::File::create(log.with_extension("out")).expect("stdout log"),
+        ))
+        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")));
+    if let Some(p) = notify {
+        cmd.env("NOTIFY_SOCKET", p);
+    }
+    if let Some(w) = watchdog {
+        cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
+    }
+    Proc {
+        child: cmd.spawn().expect("spawn"),
+        log,
+    }
+}
+
+impl Proc {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_exit(&mut self.child, timeout)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

@@ -22,8 +22,8 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     pub action: Action,
-    /// Apply once, then remove the rule.
-    pub once: bool,
+    /// Apply to this many more requests, then remove the rule (`None`: forever).
+    pub remaining: Option<u32>,
 }
 
 fn parse_code(s: &str) -> Result<u16> {
@@ -97,25 +97,35 @@ fn parse_action(spec: &str) -> Result<Action> {
             Ok(Action::CloseEarly { code, retry_after })
         }
         "slow" => Ok(Action::Slow(parse_rate(arg)?)),
-        "once" => bail!("once: cannot be nested"),
+        "once" | "times" => bail!("{kind}: cannot be nested"),
         _ => bail!(
-            "unknown behaviour {kind:?} (expected status:NNN[,retry-after:S], close-early:NNN, stall, slow:BYTES_PER_SEC, normal, once:SPEC)"
+            "unknown behaviour {kind:?} (expected status:NNN[,retry-after:S], close-early:NNN, stall, slow:BYTES_PER_SEC, normal, once:SPEC, times:N:SPEC)"
         ),
     }
 }
 
+/// `SPEC`, `once:SPEC` or `times:N:SPEC` (N >= 1).
 pub fn parse_rule(spec: &str) -> Result<Rule> {
     let spec = spec.trim();
-    match spec.strip_prefix("once:") {
-        Some(rest) => Ok(Rule {
-            action: parse_action(rest)?,
-            once: true,
-        }),
-        None => Ok(Rule {
-            action: parse_action(spec)?,
-            once: false,
-        }),
-    }
+    let (remaining, rest) = if let Some(rest) = spec.strip_prefix("once:") {
+        (Some(1), rest)
+    } else if let Some(rest) = spec.strip_prefix("times:") {
+        let (n, rest) = rest.split_once(':').context("expected times:N:SPEC")?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .with_context(|| format!("bad count {n:?}"))?;
+        if n == 0 {
+            bail!("times: count must be at least 1");
+        }
+        (Some(n), rest)
+    } else {
+        (None, spec)
+    };
+    Ok(Rule {
+        action: parse_action(rest)?,
+        remaining,
+    })
 }
 
 /// Parse `ID=SPEC` as given to `--behave`.
@@ -153,8 +163,10 @@ impl fmt::Display for Action {
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.once {
-            write!(f, "once:")?;
+        match self.remaining {
+            None => {}
+            Some(1) => write!(f, "once:")?,
+            Some(n) => write!(f, "times:{n}:")?,
         }
         write!(f, "{}", self.action)
     }
@@ -182,14 +194,19 @@ impl Rules {
             .collect()
     }
 
-    /// The action for this request; consumes a matching `once:` rule.
+    /// The action for this request; counts down a matching `once:`/`times:` rule
+    /// and removes it when used up.
     pub fn take(&mut self, host: &str, episode: &str) -> Action {
         let full = format!("{host}/{episode}");
         for key in [full.as_str(), episode, "*"] {
-            if let Some(rule) = self.map.get(key) {
+            if let Some(rule) = self.map.get_mut(key) {
                 let action = rule.action.clone();
-                if rule.once {
-                    self.map.remove(key);
+                match &mut rule.remaining {
+                    Some(n) if *n > 1 => *n -= 1,
+                    Some(_) => {
+                        self.map.remove(key);
+                    }
+                    None => {}
                 }
                 return action;
             }
@@ -212,9 +229,9 @@ mod tests {
                 retry_after: Some(7)
             }
         );
-        assert!(!r.once);
+        assert_eq!(r.remaining, None);
         let r = parse_rule("once:close-early:400").expect("parse");
-        assert!(r.once);
+        assert_eq!(r.remaining, Some(1));
         assert_eq!(r.to_string(), "once:close-early:400");
         assert_eq!(
             parse_rule("slow:2M").expect("parse").action,
@@ -227,6 +244,11 @@ mod tests {
             "stall:1",
             "slow:0",
             "once:once:stall",
+            "times:0:stall",
+            "times:2",
+            "times:x:stall",
+            "times:2:once:stall",
+            "once:times:2:stall",
             "nope",
             "status:503,x:1",
         ] {
@@ -257,6 +279,37 @@ mod tests {
             }
         );
         assert_eq!(rules.take("h", "e2"), Action::Stall);
+        assert!(rules.clear("*"));
+        assert_eq!(rules.take("x", "e2"), Action::Normal);
+    }
+
+    #[test]
+    fn times_counts_down_then_falls_through() {
+        let r = parse_rule("times:2:status:503,retry-after:2").expect("parse");
+        assert_eq!(r.remaining, Some(2));
+        assert_eq!(r.to_string(), "times:2:status:503,retry-after:2");
+        let mut rules = Rules::default();
+        rules.set("*".into(), parse_rule("status:500").expect("parse"));
+        rules.set("e".into(), r);
+        let s503 = Action::Status {
+            code: 503,
+            retry_after: Some(2),
+        };
+        assert_eq!(rules.take("h", "e"), s503);
+        // Listed with what is left.
+        assert_eq!(
+            rules.list().get("e").map(String::as_str),
+            Some("once:status:503,retry-after:2")
+        );
+        assert_eq!(rules.take("h", "e"), s503);
+        assert_eq!(rules.list().get("e"), None);
+        assert_eq!(
+            rules.take("h", "e"),
+            Action::Status {
+                code: 500,
+                retry_after: None
+            }
+        );
         assert!(rules.clear("*"));
         assert_eq!(rules.take("x", "e2"), Action::Normal);
     }

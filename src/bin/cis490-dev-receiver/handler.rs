@@ -1,12 +1,12 @@
 //! Request routing and the episode upload logic.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -25,11 +25,91 @@ const DRAIN_LIMIT: u64 = 1024 * 1024;
 const STALL_READ: u64 = 64 * 1024;
 const STALL_MAX: Duration = Duration::from_secs(3600);
 const MAX_CONTROL_BODY: u64 = 4096;
+/// How many episode requests `GET /_control/stats` lists (the latest ones).
+const REQUEST_LOG_MAX: usize = 10_000;
 
 #[derive(Default)]
 pub struct Stats {
     puts: BTreeMap<String, u64>,
     responses: BTreeMap<String, Vec<u16>>,
+    /// Episode requests, oldest first, numbered consecutively from `first_seq`.
+    requests: VecDeque<Logged>,
+    first_seq: u64,
+}
+
+/// One episode request, for tests that check timing (retry schedules, stalls).
+struct Logged {
+    key: String,
+    /// Unix microseconds when the request head had been read.
+    at_us: u64,
+    /// When the request was over (answered, or given up); `None` while in progress.
+    end_us: Option<u64>,
+    status: Option<u16>,
+    bytes: u64,
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+impl Stats {
+    /// Log the start of a request; returns its number for `finish`.
+    fn begin(&mut self, key: &str) -> u64 {
+        self.requests.push_back(Logged {
+            key: key.to_owned(),
+            at_us: unix_us(),
+            end_us: None,
+            status: None,
+            bytes: 0,
+        });
+        if self.requests.len() > REQUEST_LOG_MAX {
+            self.requests.pop_front();
+            self.first_seq += 1;
+        }
+        self.first_seq + self.requests.len() as u64 - 1
+    }
+
+    /// Complete a logged request (a no-op if it has been rotated out or reset).
+    fn finish(&mut self, seq: u64, status: Option<u16>, bytes: u64) {
+        let Some(i) = seq.checked_sub(self.first_seq) else {
+            return;
+        };
+        if let Some(r) = usize::try_from(i)
+            .ok()
+            .and_then(|i| self.requests.get_mut(i))
+        {
+            r.end_us = Some(unix_us());
+            r.status = status;
+            r.bytes = bytes;
+        }
+    }
+
+    /// Forget everything, but keep numbering where it was so that requests still
+    /// in progress do not complete someone else's entry.
+    fn reset(&mut self) {
+        let next = self.first_seq + self.requests.len() as u64;
+        *self = Stats {
+            first_seq: next,
+            ..Stats::default()
+        };
+    }
+
+    fn requests_json(&self) -> Vec<serde_json::Value> {
+        self.requests
+            .iter()
+            .map(|r| {
+                json!({
+                    "key": r.key,
+                    "at_us": r.at_us,
+                    "end_us": r.end_us,
+                    "status": r.status,
+                    "bytes": r.bytes,
+                })
+            })
+            .collect()
+    }
 }
 
 pub struct Shared {
@@ -460,15 +540,18 @@ fn put_episode(
         }
     };
     let key = format!("{host}/{episode}");
-    *lock(&shared.stats).puts.entry(key.clone()).or_default() += 1;
+    let seq = {
+        let mut stats = lock(&shared.stats);
+        *stats.puts.entry(key.clone()).or_default() += 1;
+        stats.begin(&key)
+    };
     let out = put_episode_inner(conn, req, shared, &host, &episode, &key);
+    let mut stats = lock(&shared.stats);
+    stats.finish(seq, out.status, out.bytes);
     if let Some(status) = out.status {
-        lock(&shared.stats)
-            .responses
-            .entry(key)
-            .or_default()
-            .push(status);
+        stats.responses.entry(key).or_default().push(status);
     }
+    drop(stats);
     out
 }
 
@@ -777,11 +860,12 @@ fn control(conn: &mut Conn, req: &Request, shared: &Shared, segs: &[&str]) -> Ou
                     "puts": stats.puts,
                     "stored": list_stored(&shared.store),
                     "responses": stats.responses,
+                    "requests": stats.requests_json(),
                 }),
             )
         }
         ("DELETE", ["stats"]) => {
-            *lock(&shared.stats) = Stats::default();
+            lock(&shared.stats).reset();
             Response::text(200, "stats reset")
         }
         ("GET", ["behave"]) => Response::json(200, &json!(lock(&shared.rules).list())),
@@ -847,6 +931,42 @@ mod tests {
             hex,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn request_log_is_bounded_and_numbered() {
+        let mut stats = Stats::default();
+        let first = stats.begin("h/a");
+        stats.finish(first, Some(503), 10);
+        let log = stats.requests_json();
+        assert_eq!(log[0]["key"], "h/a");
+        assert_eq!(log[0]["status"], 503);
+        assert_eq!(log[0]["bytes"], 10);
+        assert!(log[0]["end_us"].as_u64() >= log[0]["at_us"].as_u64());
+        let mut last = first;
+        for _ in 0..REQUEST_LOG_MAX {
+            last = stats.begin("h/b");
+        }
+        assert_eq!(stats.requests.len(), REQUEST_LOG_MAX);
+        assert_eq!(stats.requests[0].key, "h/b");
+        // The first one was rotated out: finishing it changes nothing.
+        stats.finish(first, Some(201), 1);
+        assert!(stats.requests.iter().all(|r| r.status.is_none()));
+        stats.finish(last, Some(201), 5);
+        let back = stats.requests.back().expect("last");
+        assert_eq!((back.status, back.bytes), (Some(201), 5));
+        assert!(back.end_us.is_some());
+        assert_eq!(stats.requests_json()[0]["end_us"], serde_json::Value::Null);
+
+        // A reset while `in_flight` is still going: it must not complete a newer entry.
+        let in_flight = stats.begin("h/c");
+        stats.reset();
+        assert!(stats.requests.is_empty());
+        let newer = stats.begin("h/d");
+        stats.finish(in_flight, Some(201), 1);
+        assert_eq!(stats.requests[0].status, None);
+        stats.finish(newer, Some(409), 0);
+        assert_eq!(stats.requests[0].status, Some(409));
     }
 
     #[test]

@@ -36,11 +36,12 @@ BEHAVIOUR SPECS (for --behave ID=SPEC and PUT /_control/behave/{ID}):
   slow:BYTES_PER_SEC               read the body at that rate (suffix k/M/G = KiB/MiB/GiB), then store
   normal                           store normally (e.g. to exempt an id from a * rule)
   once:SPEC                        apply SPEC to the next request for that id only, then clear it
+  times:N:SPEC                     apply SPEC to the next N requests for that id, then clear it
 
 CONTROL ENDPOINTS (unauthenticated; for loopback testing only, disable with --no-control):
   GET    /_control/health          200 ok
-  GET    /_control/stats           {\"puts\":{..},\"stored\":[..],\"responses\":{..}} as JSON
-  DELETE /_control/stats           reset puts/responses counters (the store is untouched)
+  GET    /_control/stats           {\"puts\":{..},\"stored\":[..],\"responses\":{..},\"requests\":[..]} as JSON
+  DELETE /_control/stats           reset puts/responses/requests (the store is untouched)
   GET    /_control/behave          list active rules
   PUT    /_control/behave/{ID}     body = SPEC; set a rule
   DELETE /_control/behave/{ID}     clear a rule";
@@ -92,6 +93,12 @@ struct Cli {
     /// Give up on a client that sends nothing for this many seconds.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     read_timeout: u64,
+
+    /// Fixed socket receive buffer (SO_RCVBUF) for every connection, instead of
+    /// the kernel's autotuning (which may grow to tens of MiB on loopback). A small
+    /// one makes `stall` and `slow` push back on the client within a few MiB.
+    #[arg(long, value_name = "BYTES")]
+    recv_buffer: Option<u32>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -116,6 +123,26 @@ fn write_port_file(path: &PathBuf, port: u16) -> Result<()> {
     std::fs::write(&tmp, port.to_string())
         .with_context(|| format!("writing {}", path.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// SO_RCVBUF on the listener, inherited by accepted sockets (it must be set
+/// before the connection is established to bound the TCP window).
+fn set_recv_buffer(listener: &TcpListener, size: u32) -> Result<()> {
+    let size = libc::c_int::try_from(size).context("--recv-buffer too large")?;
+    // SAFETY: valid fd, and a pointer to a c_int of the given length for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("setting SO_RCVBUF");
+    }
     Ok(())
 }
 
@@ -148,6 +175,9 @@ fn main() -> Result<()> {
 
     let listener =
         TcpListener::bind(cli.listen).with_context(|| format!("binding {}", cli.listen))?;
+    if let Some(size) = cli.recv_buffer {
+        set_recv_buffer(&listener, size)?;
+    }
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     {
