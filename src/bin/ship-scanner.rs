@@ -66,6 +66,19 @@ fn main() -> ExitCode {
         Err(e) => return fail_setup(&e),
     };
     let mut heartbeat = Heartbeat::from_env();
+    if let Some(period) = heartbeat.watchdog()
+        && config.shipper.request_timeout >= period
+    {
+        // The transport's stall timeout should end a stalled upload (a
+        // transient failure, retried) before the watchdog kills us for it.
+        tracing::warn!(
+            "shipper.request_timeout_s ({:.0}s) is not below the watchdog period ({:.0}s): \
+             a stalled upload will get the scanner killed and restarted instead of being \
+             retried; lower request_timeout_s or raise WatchdogSec=",
+            config.shipper.request_timeout.as_secs_f64(),
+            period.as_secs_f64()
+        );
+    }
     if args.once {
         return once(&mut scanner, &mut heartbeat);
     }
