@@ -75,7 +75,7 @@ pub fn build(
     };
     // Truncates whatever a crashed run left behind.
     let file = File::create(partial_path).map_err(write_err)?;
-    let sink = HashingSink::new(file).map_err(write_err)?;
+    let sink = HashingSink::new(file, partial_path).map_err(write_err)?;
     let store_hint = Rc::new(Cell::new(false));
     let gz = HintedGz {
         gz: GzWriter::new(sink, Compression::new(gzip_level)).map_err(write_err)?,
@@ -360,24 +360,30 @@ impl Read for ChunkReader<'_> {
     }
 }
 
-/// Shannon entropy in bits per byte. Small samples are never "random":
-/// below 4 KiB the estimate is too noisy to bother storing.
+/// Shannon entropy in bits per byte, estimated from every fourth 4 KiB
+/// block (64 K samples per chunk are plenty, and a quarter of the cost).
+/// Small samples are never "random": below 4 KiB the estimate is too noisy
+/// to bother storing.
 fn byte_entropy(data: &[u8]) -> f64 {
     if data.len() < 4096 {
         return 0.0;
     }
     let mut counts = [[0u32; 256]; 4];
-    let mut quads = data.chunks_exact(4);
-    for q in &mut quads {
-        counts[0][q[0] as usize] += 1;
-        counts[1][q[1] as usize] += 1;
-        counts[2][q[2] as usize] += 1;
-        counts[3][q[3] as usize] += 1;
+    let mut sampled = 0usize;
+    for block in data.chunks(4096).step_by(4) {
+        let mut quads = block.chunks_exact(4);
+        for q in &mut quads {
+            counts[0][q[0] as usize] += 1;
+            counts[1][q[1] as usize] += 1;
+            counts[2][q[2] as usize] += 1;
+            counts[3][q[3] as usize] += 1;
+        }
+        for &b in quads.remainder() {
+            counts[0][b as usize] += 1;
+        }
+        sampled += block.len();
     }
-    for &b in quads.remainder() {
-        counts[0][b as usize] += 1;
-    }
-    let n = data.len() as f64;
+    let n = sampled as f64;
     (0..256)
         .map(|i| counts[0][i] + counts[1][i] + counts[2][i] + counts[3][i])
         .filter(|&c| c > 0)
@@ -388,84 +394,118 @@ fn byte_entropy(data: &[u8]) -> f64 {
         .sum()
 }
 
-/// Hashes and writes the archive on a thread of its own, so that SHA-256
-/// (the costliest step after deflate on CPUs without SHA extensions) runs
-/// beside compression instead of after it. Bounded: at most a few chunks
-/// are in flight.
 /// The archive file, its SHA-256 and its size.
 type SinkResult = (File, [u8; 32], u64);
 
+/// Writes the archive, and hashes it on a thread of its own that reads the
+/// file back behind the writer (from the page cache). SHA-256 is the
+/// costliest step after deflate on CPUs without SHA extensions; this way it
+/// overlaps with compression however far it lags, without holding the lag
+/// in memory.
 struct HashingSink {
+    file: File,
     buf: Vec<u8>,
-    chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    thread: Option<std::thread::JoinHandle<io::Result<SinkResult>>>,
+    progress: std::sync::Arc<WriteProgress>,
+    hasher: Option<std::thread::JoinHandle<io::Result<[u8; 32]>>>,
+}
+
+/// How far the writer got, shared with the hashing thread.
+#[derive(Default)]
+struct WriteProgress {
+    state: std::sync::Mutex<(u64, bool)>, // (bytes written, finished)
+    changed: std::sync::Condvar,
+}
+
+impl WriteProgress {
+    fn update(&self, written: u64, finished: bool) {
+        if let Ok(mut st) = self.state.lock() {
+            *st = (written, finished);
+            self.changed.notify_one();
+        }
+    }
+
+    /// Wait until more than `have` bytes are written, or the end.
+    fn wait_beyond(&self, have: u64) -> io::Result<(u64, bool)> {
+        let poisoned = |_| io::Error::other("archive writer panicked");
+        let mut st = self.state.lock().map_err(poisoned)?;
+        while st.0 <= have && !st.1 {
+            st = self.changed.wait(st).map_err(poisoned)?;
+        }
+        Ok(*st)
+    }
 }
 
 impl HashingSink {
-    fn new(file: File) -> io::Result<HashingSink> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let thread = std::thread::Builder::new()
-            .name("archive-sink".into())
+    fn new(file: File, path: &Path) -> io::Result<HashingSink> {
+        let mut reader = File::open(path)?;
+        let progress = std::sync::Arc::new(WriteProgress::default());
+        let shared = progress.clone();
+        let hasher = std::thread::Builder::new()
+            .name("archive-sha256".into())
             .spawn(move || {
-                let mut file = file;
                 let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-                let mut bytes = 0u64;
-                for mut chunk in rx {
-                    hash.update(&chunk);
-                    file.write_all(&chunk)?;
-                    bytes += chunk.len() as u64;
-                    chunk.clear();
-                    let _ = spare_tx.send(chunk);
+                let mut buf = vec![0u8; CHUNK];
+                let mut hashed = 0u64;
+                loop {
+                    let (written, finished) = shared.wait_beyond(hashed)?;
+                    while hashed < written {
+                        let want = buf.len().min((written - hashed) as usize);
+                        let n = reader.read(&mut buf[..want])?;
+                        if n == 0 {
+                            return Err(io::Error::other("archive shorter than written"));
+                        }
+                        hash.update(&buf[..n]);
+                        hashed += n as u64;
+                    }
+                    if finished && hashed == written {
+                        break;
+                    }
                 }
-                let digest: [u8; 32] = hash
-                    .finish()
+                hash.finish()
                     .as_ref()
                     .try_into()
-                    .map_err(|_| io::Error::other("SHA-256 digest is not 32 bytes"))?;
-                Ok((file, digest, bytes))
+                    .map_err(|_| io::Error::other("SHA-256 digest is not 32 bytes"))
             })?;
         Ok(HashingSink {
+            file,
             buf: Vec::with_capacity(CHUNK),
-            chunks: Some(tx),
-            spare: spare_rx,
-            thread: Some(thread),
+            progress,
+            hasher: Some(hasher),
         })
     }
 
-    fn send_buf(&mut self) -> io::Result<()> {
+    fn write_buf(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let next = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        let full = std::mem::replace(&mut self.buf, next);
-        let sent = self.chunks.as_ref().map(|tx| tx.send(full));
-        match sent {
-            Some(Ok(())) => Ok(()),
-            // The thread stopped: its own error explains why.
-            _ => Err(self.join_error()),
-        }
-    }
-
-    fn join_error(&mut self) -> io::Error {
-        self.chunks = None;
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(Err(e))) => e,
-            _ => io::Error::other("archive writer thread stopped"),
-        }
+        self.file.write_all(&self.buf)?;
+        let written = self.progress.state.lock().map(|s| s.0).unwrap_or(0);
+        self.progress.update(written + self.buf.len() as u64, false);
+        self.buf.clear();
+        Ok(())
     }
 
     /// Everything written: the file, its SHA-256 and its size.
-    fn finish(mut self) -> io::Result<(File, [u8; 32], u64)> {
-        self.send_buf()?;
-        self.chunks = None; // closes the channel: the thread finishes
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(result)) => result,
-            _ => Err(io::Error::other("archive writer thread panicked")),
+    fn finish(mut self) -> io::Result<SinkResult> {
+        self.write_buf()?;
+        let written = self.progress.state.lock().map(|s| s.0).unwrap_or(0);
+        self.progress.update(written, true);
+        let digest = match self.hasher.take().map(|t| t.join()) {
+            Some(Ok(result)) => result?,
+            _ => return Err(io::Error::other("archive hashing thread panicked")),
+        };
+        let file = self.file.try_clone()?;
+        Ok((file, digest, written))
+    }
+}
+
+impl Drop for HashingSink {
+    fn drop(&mut self) {
+        // On an error path: let the hashing thread finish and go.
+        if let Some(t) = self.hasher.take() {
+            let written = self.progress.state.lock().map(|s| s.0).unwrap_or(0);
+            self.progress.update(written, true);
+            let _ = t.join();
         }
     }
 }
@@ -475,7 +515,7 @@ impl Write for HashingSink {
         let n = data.len().min(CHUNK - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
         if self.buf.len() == CHUNK {
-            self.send_buf()?;
+            self.write_buf()?;
         }
         Ok(n)
     }
