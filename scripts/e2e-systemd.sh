@@ -232,8 +232,13 @@ do_boot() {
     mount -t overlay overlay -o "lowerdir=/,upperdir=$BASE/upper,workdir=$BASE/work" "$ROOT"
     # basic.target (timers, paths, sockets): whatever services the host has
     # enabled for multi-user.target (a database, ...) stay out of the way.
+    # The checkout and the build are bound in at the same paths: through the
+    # overlay alone they would be hidden when they live under /tmp, which
+    # nspawn mounts afresh (a CI clone may well be there).
+    local binds=(--bind-ro="$here")
+    case $target in "$here"/*) ;; *) binds+=(--bind-ro="$target") ;; esac
     systemd-nspawn -D "$ROOT" --register=no --keep-unit --boot --console=passive \
-        -M "$NAME" -- --unit=basic.target >"$BASE/nspawn.log" 2>&1 </dev/null &
+        "${binds[@]}" -M "$NAME" -- --unit=basic.target >"$BASE/nspawn.log" 2>&1 </dev/null &
     NSPAWN_PID=$!
     save_state
     # nspawn's first child is a helper; PID 1 is the systemd it execs.
