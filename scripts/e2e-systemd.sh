@@ -407,6 +407,30 @@ do_unclaimable() {
     echo "bad config: $starts attempts in 6 s once the episode was over 3 s old, path unit active; shipped ${t}s after the fix"
 }
 
+# Entries the glob episodes/*/done.marker matches but that can never ship
+# (an invalid id, a symlink to a directory elsewhere): ship-episode moves
+# them aside to episodes/.rejected-NAME, so the path unit stops triggering
+# on them instead of restarting the service forever.
+do_unshippable_set_aside() {
+    local before after
+    as_recorder "mkdir $EP/.in-bad && : > $EP/.in-bad/done.marker && mv $EP/.in-bad $EP/bad.json"
+    as_recorder "mkdir -p /tmp/elsewhere && : > /tmp/elsewhere/done.marker && ln -s /tmp/elsewhere $EP/linked"
+    wait_for "[ -d '$ROOT$EP/.rejected-bad.json' ] && [ -L '$ROOT$EP/.rejected-linked' ]" 5 ||
+        fail "not set aside: $(ls -A "$ROOT$EP")"
+    [ ! -e "$ROOT$EP/bad.json" ] && [ ! -e "$ROOT$EP/linked" ] || fail "still in the glob: $(ls -A "$ROOT$EP")"
+    c test -e /tmp/elsewhere/done.marker || fail "the symlink's target was touched"
+    sleep 1
+    before=$(unit_prop cis490-ship-episode.service ExecMainStartTimestampMonotonic)
+    sleep 2
+    after=$(unit_prop cis490-ship-episode.service ExecMainStartTimestampMonotonic)
+    [ "$before" = "$after" ] || fail "ship-episode still being started after the set-aside"
+    [ "$(unit_prop cis490-ship-episode.path ActiveState)" = active ] || fail "path unit not active"
+    c journalctl --no-pager -q -o cat -t ship-episode | grep -q 'set aside episodes/"bad.json"' ||
+        fail "no journal line about the set-aside"
+    as_recorder "rm -rf $EP/.rejected-bad.json $EP/.rejected-linked /tmp/elsewhere"
+    echo "bad.json and a symlink set aside as .rejected-*; no further starts; path unit active"
+}
+
 do_scanner_ready() {
     local t0 t
     t0=$(now)
@@ -615,6 +639,7 @@ step path-ignores-staging do_staging_ignored
 step path-burst do_burst
 step path-503-claims do_503
 step path-unclaimable-no-spin do_unclaimable
+step path-unshippable-set-aside do_unshippable_set_aside
 if have_bin ship-scanner; then
     step scanner-ready do_scanner_ready
     step scanner-retry-after-503 do_retry_after_recovery

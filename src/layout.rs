@@ -239,7 +239,7 @@ impl Layout {
 
     /// Entries of `episodes/` that the path unit's glob
     /// (`episodes/*/done.marker`, which follows symlinks and matches any
-    /// file type) matches, but that will never be shipped: invalid names,
+    /// file type) may match, but that will never be shipped: invalid names,
     /// symlinks, a `done.marker` that is not a regular file. Left in place
     /// they would re-trigger the path unit forever. Returns (name, why).
     pub fn unshippable_ready(&self) -> Result<Vec<(std::ffi::OsString, String)>, LayoutError> {
@@ -257,15 +257,19 @@ impl Layout {
             if name.as_bytes().starts_with(b".") {
                 continue;
             }
-            let path = dir.join(&name);
-            // What the glob sees: a stat through links.
-            if fs::metadata(path.join(DONE_MARKER)).is_err() {
+            // A symlink is never shipped, and whether its target holds a
+            // done.marker may look different to systemd than to us (the
+            // service has a private /tmp): set every one aside.
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                found.push((name, "a symlink (never followed)".to_string()));
                 continue;
             }
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            // What the glob sees: a stat of NAME/done.marker.
+            if fs::metadata(dir.join(&name).join(DONE_MARKER)).is_err() {
+                continue;
+            }
             let why = match EpisodeId::from_os(&name) {
                 Err(why) => format!("not a valid episode id ({why})"),
-                Ok(_) if !is_dir => "not a directory (a symlink is never followed)".to_string(),
                 Ok(id) if !self.is_ready(&id) => format!("{DONE_MARKER} is not a regular file"),
                 Ok(_) => continue,
             };
