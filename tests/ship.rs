@@ -72,15 +72,19 @@ fn mutual_tls_accepted_and_rogue_client_refused() {
     let pki = Pki::new();
     let ca = pki.path("ca.pem").display().to_string();
     let rcv = Receiver::https(&pki, &["--client-ca", &ca]);
-    let good = Site::with_receiver_toml(
-        &format!(
-            "url = \"{}\"\nca_bundle = \"{ca}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
-            rcv.url,
-            pki.path("client.pem").display(),
-            pki.path("client.key").display()
-        ),
-        "",
-    );
+    // A site trusting `ca`, presenting the client certificate `name`.
+    let site_with_cert = |name: &str| {
+        Site::with_receiver_toml(
+            &format!(
+                "url = \"{}\"\nca_bundle = \"{ca}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+                rcv.url,
+                pki.path(&format!("{name}.pem")).display(),
+                pki.path(&format!("{name}.key")).display()
+            ),
+            "",
+        )
+    };
+    let good = site_with_cert("client");
     good.add_episode("tls-ok", &[("x", b"x")]);
     let out = good.ship(&[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -88,15 +92,7 @@ fn mutual_tls_accepted_and_rogue_client_refused() {
 
     // A certificate from another CA: the handshake fails, the episode is
     // kept for retry (never quarantined), and the error says TLS.
-    let rogue = Site::with_receiver_toml(
-        &format!(
-            "url = \"{}\"\nca_bundle = \"{ca}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
-            rcv.url,
-            pki.path("rogue-client.pem").display(),
-            pki.path("rogue-client.key").display()
-        ),
-        "",
-    );
+    let rogue = site_with_cert("rogue-client");
     rogue.add_episode("tls-rogue", &[("x", b"x")]);
     let out = rogue.ship(&[]);
     assert_eq!(code(&out), 75, "{}", stderr(&out));
