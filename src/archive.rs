@@ -99,7 +99,7 @@ pub fn build(
             path: episode_dir.to_path_buf(),
             source,
         })?;
-    walk.directory(episode_dir, top, &root_meta)?;
+    walk.directory(episode_dir, episode_dir, top, &root_meta)?;
     let (input_bytes, entries, skipped) = (walk.input_bytes, walk.entries, walk.skipped);
 
     let gz = builder.into_inner().map_err(write_err)?;
@@ -164,9 +164,15 @@ impl<W: Write> Walk<'_, W> {
         }
     }
 
+    /// Archive directory `dir` (shown in errors) as `name`. `via` is how it
+    /// is reached: each directory is opened once, without following links,
+    /// and everything inside it is reached through that descriptor
+    /// (`/proc/self/fd/N/child`), so no path is resolved twice and a
+    /// directory swapped for a symlink meanwhile is never followed.
     fn directory(
         &mut self,
         dir: &Path,
+        via: &Path,
         name: &Path,
         meta: &fs::Metadata,
     ) -> Result<(), ArchiveError> {
@@ -176,16 +182,20 @@ impl<W: Write> Walk<'_, W> {
             .map_err(|e| self.write_err(e))?;
         self.entries += 1;
 
-        // Refuse to descend if the directory was swapped for a symlink.
-        crate::lock::open_dir_nofollow(dir).map_err(|source| ArchiveError::Unreadable {
-            path: dir.to_path_buf(),
-            source,
-        })?;
         let unreadable = |source| ArchiveError::Unreadable {
             path: dir.to_path_buf(),
             source,
         };
-        let mut children: Vec<_> = fs::read_dir(dir)
+        let handle = crate::lock::open_dir_nofollow(via).map_err(unreadable)?;
+        let opened = handle.metadata().map_err(unreadable)?;
+        if opened.ino() != meta.ino() || opened.dev() != meta.dev() {
+            return Err(ArchiveError::Changed {
+                path: dir.to_path_buf(),
+                detail: "replaced by another directory".into(),
+            });
+        }
+        let base = fd_path(&handle).unwrap_or_else(|| via.to_path_buf());
+        let mut children: Vec<_> = fs::read_dir(&base)
             .map_err(unreadable)?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()
@@ -197,18 +207,20 @@ impl<W: Write> Walk<'_, W> {
         });
         for child in children {
             let path = dir.join(&child);
+            let access = base.join(&child);
             let inner = name.join(&child);
-            let meta = fs::symlink_metadata(&path).map_err(|source| ArchiveError::Unreadable {
-                path: path.clone(),
-                source,
-            })?;
+            let meta =
+                fs::symlink_metadata(&access).map_err(|source| ArchiveError::Unreadable {
+                    path: path.clone(),
+                    source,
+                })?;
             let ft = meta.file_type();
             if ft.is_dir() {
-                self.directory(&path, &inner, &meta)?;
+                self.directory(&path, &access, &inner, &meta)?;
             } else if ft.is_file() {
-                self.file(&path, &inner, &meta)?;
+                self.file(&path, &access, &inner, &meta)?;
             } else if ft.is_symlink() {
-                let target = fs::read_link(&path).map_err(|source| ArchiveError::Unreadable {
+                let target = fs::read_link(&access).map_err(|source| ArchiveError::Unreadable {
                     path: path.clone(),
                     source,
                 })?;
@@ -232,10 +244,17 @@ impl<W: Write> Walk<'_, W> {
                 self.skipped.push(Skipped { path: inner, kind });
             }
         }
+        drop(handle);
         Ok(())
     }
 
-    fn file(&mut self, path: &Path, name: &Path, meta: &fs::Metadata) -> Result<(), ArchiveError> {
+    fn file(
+        &mut self,
+        path: &Path,
+        via: &Path,
+        name: &Path,
+        meta: &fs::Metadata,
+    ) -> Result<(), ArchiveError> {
         let unreadable = |source| ArchiveError::Unreadable {
             path: path.to_path_buf(),
             source,
@@ -245,7 +264,7 @@ impl<W: Write> Walk<'_, W> {
         let file = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
+            .open(via)
             .map_err(unreadable)?;
         let opened = file.metadata().map_err(unreadable)?;
         if !opened.is_file() || opened.ino() != meta.ino() || opened.dev() != meta.dev() {
@@ -287,6 +306,15 @@ impl<W: Write> Walk<'_, W> {
         self.input_bytes += size;
         Ok(())
     }
+}
+
+/// `/proc/self/fd/N` for an open directory: a path that reaches exactly
+/// that directory, however its ancestors are renamed or replaced. `None`
+/// without /proc (then paths are used as they are).
+fn fd_path(dir: &File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    let p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    fs::symlink_metadata(&p).is_ok().then_some(p)
 }
 
 fn header_for(meta: &fs::Metadata, kind: tar::EntryType, size: u64) -> tar::Header {
