@@ -353,17 +353,25 @@ impl Run<'_> {
         self.report.removed.push(r);
     }
 
+    /// One listing of a state directory; a failure is reported, a missing
+    /// directory is simply empty.
+    fn list(&mut self, state: State, dir: &Path) -> Option<Scan> {
+        match scan(dir) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                self.fail(state, "", format!("cannot list {}: {e}", dir.display()));
+                None
+            }
+        }
+    }
+
     /// `quarantine/` or `shipped/`: finish interrupted removals, prune
     /// expired entries, then orphan sidecars and temp files.
     fn settled(&mut self, state: State, keep_days: u32) {
         let dir = self.layout.state_dir(state);
-        let scan = match scan(&dir) {
-            Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-            Err(e) => {
-                self.fail(state, "", format!("cannot list {}: {e}", dir.display()));
-                return;
-            }
+        let Some(scan) = self.list(state, &dir) else {
+            return;
         };
         for name in &scan.hidden_dirs {
             if let Some(id) = name.strip_prefix(DELETING_PREFIX) {
@@ -676,13 +684,8 @@ impl Run<'_> {
     fn outbox(&mut self) {
         let state = State::Outbox;
         let dir = self.layout.state_dir(state);
-        let scan = match scan(&dir) {
-            Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-            Err(e) => {
-                self.fail(state, "", format!("cannot list {}: {e}", dir.display()));
-                return;
-            }
+        let Some(scan) = self.list(state, &dir) else {
+            return;
         };
         for name in &scan.files {
             let episode = |suffix: &str| {

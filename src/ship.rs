@@ -697,32 +697,21 @@ impl Shipper {
         let outcome = r.outcome.as_str();
         let ms = r.duration.as_millis() as u64;
         let bytes = r.archive_bytes.unwrap_or(0);
-        let status = r.http_status.unwrap_or(0);
         let msg = format!("{id}: {} → {}/ ({})", outcome, r.state, r.detail);
+        // An Option field is left out when None: no HTTP_STATUS without an
+        // HTTP answer (doctor tells local set-asides apart by that).
         macro_rules! emit {
             ($lvl:ident) => {
-                if r.http_status.is_some() {
-                    tracing::$lvl!(
-                        EPISODE_ID = id,
-                        HOST_ID = host,
-                        OUTCOME = outcome,
-                        HTTP_STATUS = status,
-                        BYTES = bytes,
-                        DURATION_MS = ms,
-                        ATTEMPT = r.attempt,
-                        "{msg}"
-                    )
-                } else {
-                    tracing::$lvl!(
-                        EPISODE_ID = id,
-                        HOST_ID = host,
-                        OUTCOME = outcome,
-                        BYTES = bytes,
-                        DURATION_MS = ms,
-                        ATTEMPT = r.attempt,
-                        "{msg}"
-                    )
-                }
+                tracing::$lvl!(
+                    EPISODE_ID = id,
+                    HOST_ID = host,
+                    OUTCOME = outcome,
+                    HTTP_STATUS = r.http_status,
+                    BYTES = bytes,
+                    DURATION_MS = ms,
+                    ATTEMPT = r.attempt,
+                    "{msg}"
+                )
             };
         }
         match r.outcome {
