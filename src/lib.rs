@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod exit;
+pub mod failpoint;
 pub mod journal;
 pub mod layout;
 pub mod lock;

@@ -39,6 +39,7 @@ struct Args {
 const UNKNOWN: u8 = 3;
 
 fn main() -> ExitCode {
+    cis490::failpoint::setup();
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {

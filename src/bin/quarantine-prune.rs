@@ -55,6 +55,7 @@ fn print_report(r: &PruneReport) {
 }
 
 fn main() -> ExitCode {
+    cis490::failpoint::setup();
     let args = Args::parse();
     cis490::logging::init("quarantine-prune");
     let config = match cis490::cli::load_config(args.config.as_deref()) {

@@ -147,6 +147,7 @@ fn print_summary(report: &RunReport) {
 }
 
 fn main() -> ExitCode {
+    cis490::failpoint::setup();
     let args = Args::parse();
     cis490::logging::init("ship-episode");
     let config = match cis490::cli::load_config(args.config.as_deref()) {

@@ -51,6 +51,7 @@ const STOP_GRACE: Duration = Duration::from_secs(4);
 const SLICE: Duration = Duration::from_millis(50);
 
 fn main() -> ExitCode {
+    cis490::failpoint::setup();
     let args = Args::parse();
     cis490::logging::init("ship-scanner");
     if let Err(e) = signals::install_stop_handler() {
