@@ -15,6 +15,7 @@ pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod logging;
+pub mod machine;
 pub mod outcome;
 pub mod prune;
 pub mod scan;

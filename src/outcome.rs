@@ -162,9 +162,15 @@ pub fn classify(result: &Result<Reply, TransportError>, sent: &[u8; 32]) -> Verd
 /// coming back after an outage do not retry in lockstep. A `Retry-After`
 /// from the receiver is a floor.
 pub fn backoff(failed_attempts: u32, retry_after: Option<Duration>) -> Duration {
+    backoff_with(failed_attempts, retry_after, random_unit())
+}
+
+/// [`backoff`] with the random draw passed in (`jitter` in [0, 1)), so that
+/// the decision is pure and the fleet simulator can drive it.
+pub fn backoff_with(failed_attempts: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
     let idx = (failed_attempts.max(1) as usize - 1).min(BACKOFF_SECONDS.len() - 1);
     let base = BACKOFF_SECONDS[idx];
-    let jittered = base * (0.8 + 0.4 * random_unit());
+    let jittered = base * (0.8 + 0.4 * jitter.clamp(0.0, 1.0));
     let delay = Duration::from_secs_f64(jittered);
     match retry_after {
         Some(floor) if floor > delay => floor,

@@ -46,7 +46,10 @@ struct Args {
 /// episode) may go on before the process exits anyway. Every state change is
 /// one rename, so exiting at any instant leaves each episode in one state; a
 /// partial archive is rebuilt at the next start.
-const STOP_GRACE: Duration = Duration::from_secs(4);
+const STOP_GRACE: Duration = Duration::from_millis(3500);
+/// After the grace, how long a settle or retry-file write in flight may take
+/// to finish before the exit (STOP_GRACE + this stays under 5 s).
+const STATE_WRITE_GRACE: Duration = Duration::from_millis(1200);
 /// Sleep granularity between passes: how fast a stop request is seen.
 const SLICE: Duration = Duration::from_millis(50);
 
@@ -180,7 +183,7 @@ fn sleep(interval: Duration, heartbeat: &mut Heartbeat) {
 }
 
 /// Uploads abort within a tick, but packing cannot be interrupted: exit
-/// anyway once the grace period is over.
+/// anyway once the grace period is over, between two state writes.
 fn spawn_stop_backstop() {
     std::thread::spawn(|| {
         while !signals::stop_requested() {
@@ -188,11 +191,11 @@ fn spawn_stop_backstop() {
         }
         std::thread::sleep(STOP_GRACE);
         tracing::warn!(
-            "still busy {}s after the stop request: exiting now; the episode stays in the \
+            "still busy {:.1}s after the stop request: exiting now; the episode stays in the \
              outbox and its archive is rebuilt at the next start",
-            STOP_GRACE.as_secs()
+            STOP_GRACE.as_secs_f64()
         );
-        std::process::exit(0);
+        signals::exit_between_state_writes(0, STATE_WRITE_GRACE);
     });
 }
 

@@ -11,103 +11,22 @@
 //! pass and, rate-limited, whenever bytes move while packing or uploading.
 //! A pass that hangs sends nothing, and systemd's watchdog restarts us.
 
+mod heartbeat;
+pub mod schedule;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::Config;
 use crate::layout::{EpisodeId, RetryState, State, unix_now};
-use crate::outcome::{OutcomeKind, backoff, host_error_fix};
+use crate::outcome::{OutcomeKind, host_error_fix, random_unit};
 use crate::ship::{EpisodeReport, HostError, Observer, RunReport, ShipError, Shipper};
 use crate::transport::Progress;
 
-/// The longest host-level pause, whatever the number of refusals in a row.
-pub const MAX_HOST_PAUSE: Duration = Duration::from_secs(300);
-
-/// Liveness and status messages to systemd (`sd_notify`). Without
-/// `NOTIFY_SOCKET` every message is a no-op, so this works from a terminal.
-#[derive(Debug)]
-pub struct Heartbeat {
-    /// The watchdog period, when systemd set one for this process.
-    watchdog: Option<Duration>,
-    last_beat: Option<Instant>,
-    warned: bool,
-}
-
-impl Heartbeat {
-    /// From `WATCHDOG_USEC` / `WATCHDOG_PID`, like `sd_watchdog_enabled(3)`:
-    /// a `WATCHDOG_PID` naming another process means the watchdog is not ours.
-    pub fn from_env() -> Heartbeat {
-        let usec = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|u| *u > 0);
-        let ours = match std::env::var("WATCHDOG_PID") {
-            Ok(pid) => pid.parse::<u32>().ok() == Some(std::process::id()),
-            Err(_) => true,
-        };
-        Heartbeat {
-            watchdog: usec.filter(|_| ours).map(Duration::from_micros),
-            last_beat: None,
-            warned: false,
-        }
-    }
-
-    pub fn watchdog(&self) -> Option<Duration> {
-        self.watchdog
-    }
-
-    /// WATCHDOG=1 now: the loop is alive.
-    pub fn beat(&mut self) {
-        self.last_beat = Some(Instant::now());
-        self.send(&[sd_notify::NotifyState::Watchdog]);
-    }
-
-    /// WATCHDOG=1 for work that is moving, at most every quarter period.
-    pub fn progress(&mut self) {
-        let Some(period) = self.watchdog else { return };
-        let gap = (period / 4).max(Duration::from_millis(100));
-        if self.last_beat.is_none_or(|t| t.elapsed() >= gap) {
-            self.beat();
-        }
-    }
-
-    /// Beat if half a watchdog period passed since the last one (idle waits
-    /// longer than the period must not look like a hang).
-    pub fn keep_alive(&mut self) {
-        let Some(period) = self.watchdog else { return };
-        if self.last_beat.is_none_or(|t| t.elapsed() >= period / 2) {
-            self.beat();
-        }
-    }
-
-    pub fn ready(&mut self, status: &str) {
-        self.send(&[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(status),
-        ]);
-    }
-
-    pub fn status(&mut self, status: &str) {
-        self.send(&[sd_notify::NotifyState::Status(status)]);
-    }
-
-    pub fn stopping(&mut self) {
-        self.send(&[
-            sd_notify::NotifyState::Stopping,
-            sd_notify::NotifyState::Status("stopping"),
-        ]);
-    }
-
-    fn send(&mut self, states: &[sd_notify::NotifyState]) {
-        if let Err(e) = sd_notify::notify(false, states)
-            && !self.warned
-        {
-            self.warned = true;
-            tracing::warn!("cannot notify systemd (NOTIFY_SOCKET): {e}");
-        }
-    }
-}
+pub use heartbeat::Heartbeat;
+pub use schedule::MAX_HOST_PAUSE;
+use schedule::{PauseChange, QueueEntry};
 
 /// One pending episode, as the scanner knows it.
 #[derive(Debug, Clone)]
@@ -295,13 +214,29 @@ impl Scanner {
         Ok(self.report(run))
     }
 
-    /// Update the queue and the host pause from one episode's outcome.
+    /// Update the queue and the host pause from one episode's outcome, as
+    /// [`schedule::after_outcome`] decides.
     fn settle(&mut self, r: &EpisodeReport) {
-        match r.outcome {
-            OutcomeKind::HostError => {
-                self.host_errors += 1;
+        let local_failures = self.queue.get(&r.id).map_or(0, |e| e.local_failures);
+        let outcome = schedule::Outcome {
+            kind: r.outcome,
+            state: r.state,
+            answered: r.http_status.is_some(),
+            next_attempt_at: r.next_attempt_at,
+        };
+        let decision = schedule::after_outcome(
+            outcome,
+            self.host_errors,
+            local_failures,
+            unix_now(),
+            random_unit(),
+        );
+        match decision.pause {
+            PauseChange::Keep => {}
+            PauseChange::Resume => self.resume(),
+            PauseChange::Start { delay, refusals } => {
+                self.host_errors = refusals;
                 let status = r.http_status.unwrap_or(0);
-                let delay = backoff(self.host_errors, None).min(MAX_HOST_PAUSE);
                 let error = HostError {
                     status,
                     reason: r.detail.clone(),
@@ -320,49 +255,26 @@ impl Scanner {
                     until: Instant::now() + delay,
                     error,
                 });
-                self.requeue(r, 0, true);
-            }
-            OutcomeKind::Retry => {
-                if r.http_status.is_some() {
-                    self.resume(); // the receiver answered this host
-                }
-                match r.next_attempt_at {
-                    Some(at) => self.requeue(r, at, false),
-                    None => {
-                        // Failed before an attempt was recorded (e.g. a lock
-                        // or claim error): hold it back in memory.
-                        let n = self.queue.get(&r.id).map_or(0, |e| e.local_failures) + 1;
-                        let at = unix_now() + backoff(n, None).as_secs().max(1);
-                        self.requeue(r, at, false);
-                        if let Some(e) = self.queue.get_mut(&r.id) {
-                            e.local_failures = n;
-                        }
-                    }
-                }
-            }
-            OutcomeKind::Shipped | OutcomeKind::Duplicate | OutcomeKind::Quarantined => {
-                self.resume();
-                self.queue.remove(&r.id);
-            }
-            OutcomeKind::Skipped => {
-                self.queue.remove(&r.id);
             }
         }
-    }
-
-    fn requeue(&mut self, r: &EpisodeReport, not_before: u64, host_error: bool) {
-        if !matches!(r.state, State::Episodes | State::Outbox) {
-            self.queue.remove(&r.id);
-            return;
+        match decision.entry {
+            QueueEntry::Remove => {
+                self.queue.remove(&r.id);
+            }
+            QueueEntry::Requeue {
+                not_before,
+                read_retry_file,
+                local_failures,
+            } => {
+                let entry = Entry {
+                    state: r.state,
+                    not_before,
+                    known: !read_retry_file,
+                    local_failures,
+                };
+                self.queue.insert(r.id.clone(), entry);
+            }
         }
-        let entry = Entry {
-            state: r.state,
-            not_before,
-            // After a host error the retry file says "now": the pause rules.
-            known: !host_error,
-            local_failures: 0,
-        };
-        self.queue.insert(r.id.clone(), entry);
     }
 
     fn resume(&mut self) {

@@ -1,0 +1,267 @@
+//! Ship episodes: claim, stage, upload, settle. Used by `ship-episode` and
+//! by the scanner.
+//!
+//! Each episode is handled under its lock (see [`crate::lock`]). What
+//! happens next is decided by [`crate::machine`]; this module does it:
+//! [`claim`] (the rename out of `episodes/`), [`stage`] (the archive in the
+//! outbox, reused on a retry), the upload, then [`apply`] (sidecar and
+//! rename, or retry state) and [`report`] (one journal line per outcome).
+//!
+//! A `kill -9` anywhere leaves the directory in exactly one state; the next
+//! run rebuilds a partial archive and finishes the job. A repeat upload after
+//! a crash gets 409 from the receiver and counts as shipped.
+
+mod apply;
+mod claim;
+mod report;
+mod stage;
+
+pub use report::{EpisodeReport, HostError, Observer, Quiet, RunReport};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Instant, SystemTime};
+
+use crate::config::Config;
+use crate::layout::{
+    self, EpisodeId, Layout, LayoutError, RetryState, State, remove_if_present, rename_noreplace,
+};
+use crate::lock::{EpisodeLock, LockError};
+use crate::machine::{self, Attempt, Start};
+use crate::outcome::{OutcomeKind, Verdict, classify, random_unit};
+use crate::transport::{SetupError, Transport, Upload};
+
+use apply::Attempted;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("{0}")]
+    Target(String),
+}
+
+impl ShipError {
+    /// sysexits code: local I/O 74, a named episode missing 66, else the
+    /// configuration (TLS files, URL) 78.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ShipError::Layout(_) => crate::exit::IO_ERROR,
+            ShipError::Target(_) => crate::exit::NO_INPUT,
+            ShipError::Setup(_) => crate::exit::CONFIG,
+        }
+    }
+}
+
+pub struct Shipper {
+    host_id: String,
+    layout: Layout,
+    transport: Transport,
+    gzip_level: u32,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Shipper {
+    pub fn new(config: &Config) -> Result<Shipper, ShipError> {
+        let transport = Transport::new(&config.receiver, config.shipper.request_timeout)?;
+        let layout = Layout::new(&config.data_root);
+        layout.ensure_dirs()?;
+        Ok(Shipper {
+            host_id: config.host_id.clone(),
+            layout,
+            transport,
+            gzip_level: config.shipper.gzip_level,
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Set this to abort an upload in flight (the episode stays in the outbox).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Ship every ready episode in `episodes/` (what the path unit runs).
+    pub fn ship_ready(&self, observer: &mut dyn Observer) -> Result<RunReport, ShipError> {
+        let ids = self.ready_episodes()?;
+        Ok(self.ship_ids(ids, observer))
+    }
+
+    /// Ship these episodes, in order, wherever they are (ready or outbox).
+    /// After a host-level error nothing more is uploaded, but the remaining
+    /// ready episodes are still claimed into the outbox, so that the path
+    /// unit's glob stops matching and it does not loop into failure.
+    pub fn ship_ids(&self, ids: Vec<EpisodeId>, observer: &mut dyn Observer) -> RunReport {
+        let mut report = RunReport::default();
+        for id in ids {
+            if report.host_error.is_some() {
+                self.claim_only(&id);
+                continue;
+            }
+            if let Some(r) = self.ship_one(&id, observer) {
+                report.push(r);
+            }
+        }
+        report
+    }
+
+    /// Ship one episode from wherever it is. `None` when another process
+    /// holds it or it moved away meanwhile (skipped quietly).
+    pub fn ship_one(&self, id: &EpisodeId, observer: &mut dyn Observer) -> Option<EpisodeReport> {
+        let attempted = Attempted::new(id, Instant::now());
+        let located = self.layout.locate(id);
+        let state = located.unwrap_or(State::Episodes);
+        let claim = match machine::start(located, id) {
+            Start::Skip(reason) => {
+                return Some(attempted.report(OutcomeKind::Skipped, state, reason));
+            }
+            Start::Claim => true,
+            Start::Resume => false,
+        };
+        let lock = match self.lock(state, id) {
+            Ok(l) => l,
+            Err(LockError::Busy(_)) | Err(LockError::Gone(_)) => {
+                tracing::debug!(EPISODE_ID = %id, "skipping: another shipper has it");
+                return None;
+            }
+            Err(e) => {
+                let r = attempted.report(OutcomeKind::Retry, state, e.to_string());
+                return Some(self.log(r));
+            }
+        };
+        if claim {
+            if !self.layout.is_ready(id) {
+                let why = format!("not ready: no {}", layout::DONE_MARKER);
+                return Some(attempted.report(OutcomeKind::Skipped, state, why));
+            }
+            if let Some(t) = machine::after_claim(self.claim(id), id) {
+                return Some(self.log(self.apply(&attempted, t, RetryState::default())));
+            }
+        }
+        let r = self.ship_claimed(id, observer, attempted.started);
+        drop(lock);
+        Some(self.log(r))
+    }
+
+    /// Move a quarantined episode back into the outbox, then ship it.
+    pub fn requeue(
+        &self,
+        id: &EpisodeId,
+        observer: &mut dyn Observer,
+    ) -> Result<EpisodeReport, ShipError> {
+        let from = self.layout.episode_dir(State::Quarantine, id);
+        let lock = match EpisodeLock::acquire(&from) {
+            Ok(l) => l,
+            Err(LockError::Gone(_)) => {
+                return Err(ShipError::Target(format!(
+                    "{id}: not in {} (it may have been requeued or pruned already)",
+                    self.layout.state_dir(State::Quarantine).display()
+                )));
+            }
+            Err(e) => return Err(ShipError::Target(e.to_string())),
+        };
+        let to = self.layout.episode_dir(State::Outbox, id);
+        rename_noreplace(&from, &to)?;
+        layout::sync_dir(&self.layout.state_dir(State::Outbox))?;
+        // The quarantine verdict no longer applies; start afresh.
+        remove_if_present(&self.layout.sidecar(State::Quarantine, id))?;
+        remove_if_present(&self.layout.retry_file(id))?;
+        tracing::info!(EPISODE_ID = %id, HOST_ID = %self.host_id, "requeued {id} from quarantine");
+        let r = self.ship_claimed(id, observer, Instant::now());
+        drop(lock);
+        Ok(self.log(r))
+    }
+
+    fn lock(&self, state: State, id: &EpisodeId) -> Result<EpisodeLock, LockError> {
+        EpisodeLock::acquire(&self.layout.episode_dir(state, id))
+    }
+
+    /// Claim a ready episode without shipping it (after a host error).
+    fn claim_only(&self, id: &EpisodeId) {
+        let Ok(_lock) = self.lock(State::Episodes, id) else {
+            return;
+        };
+        if self.layout.is_ready(id)
+            && let Some(t) = machine::after_claim(self.claim(id), id)
+        {
+            let attempted = Attempted::new(id, Instant::now());
+            self.log(self.apply(&attempted, t, RetryState::default()));
+        }
+    }
+
+    /// Stage (or reuse the staged archive), upload, decide, apply. The
+    /// caller holds the lock and the episode is in the outbox.
+    fn ship_claimed(
+        &self,
+        id: &EpisodeId,
+        observer: &mut dyn Observer,
+        started: Instant,
+    ) -> EpisodeReport {
+        let retry = RetryState::load(&self.layout, id)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let mut attempted = Attempted::new(id, started);
+        attempted.attempt = retry.attempts + 1;
+        let mut retry = retry;
+        let (sha256, bytes) = match self.stage_archive(id, &mut retry, observer) {
+            Ok(staged) => staged,
+            Err(detail) => {
+                let t = machine::decide(
+                    Attempt::StageFailed(detail),
+                    &retry,
+                    SystemTime::now(),
+                    random_unit(),
+                );
+                return self.apply(&attempted, t, retry);
+            }
+        };
+        attempted.archive_bytes = Some(bytes);
+        attempted.sha256 = Some(hex(&sha256));
+        let archive_path = self.layout.archive(id);
+        let upload = Upload {
+            host_id: &self.host_id,
+            episode_id: id,
+            archive: &archive_path,
+            bytes,
+            sha256,
+        };
+        let result = self
+            .transport
+            .put(&upload, &self.cancel, &mut |p| observer.uploading(id, p));
+        let verdict = classify(&result, &sha256);
+        if matches!(verdict, Verdict::Shipped { .. }) {
+            crate::failpoint!(crate::failpoint::UPLOAD_AFTER_SUCCESS);
+        }
+        let t = machine::decide(
+            Attempt::Answered(verdict),
+            &retry,
+            SystemTime::now(),
+            random_unit(),
+        );
+        self.apply(&attempted, t, retry)
+    }
+
+    fn log(&self, r: EpisodeReport) -> EpisodeReport {
+        report::log(&self.host_id, r)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Paths of a data root's outbox leftovers, for tests and prune.
+pub fn outbox_artifacts(layout: &Layout, id: &EpisodeId) -> [PathBuf; 3] {
+    [
+        layout.archive(id),
+        layout.partial_archive(id),
+        layout.retry_file(id),
+    ]
+}
