@@ -3,7 +3,8 @@
 //! Modules follow the data's path: [`config`] → [`layout`] (episode states)
 //! → [`lock`] → [`archive`] → [`transport`] → [`outcome`] → [`ship`], then
 //! [`scan`] (the daemon's queue), [`prune`] (retention), and [`journal`] +
-//! [`doctor`] (diagnosis).
+//! [`doctor`] (diagnosis); [`time`] holds the calendar arithmetic and time
+//! formats they share.
 
 pub mod archive;
 pub mod cli;
@@ -21,5 +22,6 @@ pub mod prune;
 pub mod scan;
 pub mod ship;
 pub mod signals;
+pub mod time;
 pub mod transport;
 pub mod unit_state;

@@ -413,14 +413,14 @@ fn parse_imf_fixdate(s: &str) -> Option<SystemTime> {
     let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
         return None;
     };
-    let day: u64 = day.parse().ok()?;
+    let day: u32 = day.parse().ok()?;
     let month = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ]
     .iter()
-    .position(|m| m == month)? as u64
+    .position(|m| m == month)? as u32
         + 1;
-    let year: u64 = year.parse().ok()?;
+    let year: i64 = year.parse().ok()?;
     let hms: Vec<u64> = time
         .split(':')
         .map(|p| p.parse().ok())
@@ -432,18 +432,9 @@ fn parse_imf_fixdate(s: &str) -> Option<SystemTime> {
     {
         return None;
     }
-    // Days since the epoch (civil-from-days inverse, proleptic Gregorian).
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
+    // Not negative: the year is 1970 or later.
+    let days = u64::try_from(crate::time::days_from_civil(year, month, day)).ok()?;
+    let secs = days * crate::time::DAY + h * crate::time::HOUR + m * 60 + sec;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
