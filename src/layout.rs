@@ -466,7 +466,9 @@ impl Sidecar {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, LayoutError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> Result<Option<T>, LayoutError> {
     match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -479,7 +481,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Lay
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), LayoutError> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), LayoutError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| LayoutError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),

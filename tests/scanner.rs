@@ -337,6 +337,9 @@ fn once_has_the_exit_codes_of_ship_episode() {
     assert_eq!(code, 75, "{}", p.log_text());
     assert_eq!(root.names("outbox"), ["e1", "e1.retry.json", "e1.tar.gz"]);
 
+    // The 503 paused the receiver for this host: a pass sends nothing
+    // until the pause is over.
+    wait_out_receiver_pause(&root);
     root.episode("episodes", "e2", 100, true);
     rcv.behave("*", "status:401");
     let (code, p) = once(&config, &root);
@@ -353,6 +356,7 @@ fn once_has_the_exit_codes_of_ship_episode() {
             .duration_since(std::time::UNIX_EPOCH)
             .is_ok_and(|d| d.as_secs() >= due)
     }));
+    wait_out_receiver_pause(&root);
     rcv.behave("*", "status:400");
     let (code, p) = once(&config, &root);
     assert_eq!(code, 65, "{}", p.log_text());
@@ -491,4 +495,19 @@ fn sigterm_during_an_upload_leaves_it_in_the_outbox_and_a_restart_ships_it() {
         root.names("outbox")
     );
     stop(p);
+}
+
+/// Wait until the receiver pause on disk (if any) is over.
+fn wait_out_receiver_pause(root: &Site) {
+    let file = cis490::ship::pause_file(&root.data());
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return;
+    };
+    let pause: serde_json::Value = serde_json::from_str(&text).expect("pause json");
+    let until = pause["until"].as_u64().expect("until");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .is_ok_and(|d| d.as_secs() >= until)
+    }));
 }

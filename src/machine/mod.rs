@@ -18,6 +18,8 @@
 //! (sidecar, rename, retry file, journal); the scanner's own schedule is
 //! decided in `scan::schedule`.
 
+pub mod host;
+
 use std::time::{Duration, SystemTime};
 
 use crate::layout::{EpisodeId, RetryState, State, unix_secs_ceil};

@@ -16,17 +16,17 @@ pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use crate::config::Config;
 use crate::layout::{EpisodeId, RetryState, State, unix_now};
-use crate::outcome::{OutcomeKind, host_error_fix, random_unit};
-use crate::ship::{EpisodeReport, HostError, Observer, RunReport, ShipError, Shipper};
+use crate::machine::host::{HostPause, PauseChange};
+use crate::outcome::random_unit;
+use crate::ship::{EpisodeReport, Observer, RunReport, ShipError, Shipper};
 use crate::transport::Progress;
 
+pub use crate::machine::host::MAX_HOST_PAUSE;
 pub use heartbeat::Heartbeat;
-pub use schedule::MAX_HOST_PAUSE;
-use schedule::{PauseChange, QueueEntry};
+use schedule::QueueEntry;
 
 /// One pending episode, as the scanner knows it.
 #[derive(Debug, Clone)]
@@ -41,13 +41,6 @@ struct Entry {
     local_failures: u32,
 }
 
-/// Every upload is held back after the receiver refused this host.
-#[derive(Debug, Clone)]
-pub struct Pause {
-    pub until: Instant,
-    pub error: HostError,
-}
-
 /// What a pass did, plus the queue after it.
 #[derive(Debug, Default)]
 pub struct PassReport {
@@ -59,9 +52,9 @@ pub struct PassReport {
 pub struct Scanner {
     shipper: Shipper,
     queue: BTreeMap<EpisodeId, Entry>,
-    pause: Option<Pause>,
-    /// Host errors in a row (the pause grows with it).
-    host_errors: u32,
+    /// The receiver pause as last read or set (shared on disk with
+    /// `ship-episode`).
+    pause: Option<HostPause>,
     /// Directory names already warned about (not valid ids).
     warned_names: BTreeSet<String>,
     stop: &'static AtomicBool,
@@ -76,7 +69,6 @@ impl Scanner {
             shipper: Shipper::new(config)?,
             queue: BTreeMap::new(),
             pause: None,
-            host_errors: 0,
             warned_names: BTreeSet::new(),
             stop,
         })
@@ -86,7 +78,7 @@ impl Scanner {
         &self.shipper
     }
 
-    pub fn pause(&self) -> Option<&Pause> {
+    pub fn pause(&self) -> Option<&HostPause> {
         self.pause.as_ref()
     }
 
@@ -165,17 +157,19 @@ impl Scanner {
     }
 
     /// One pass: refresh the queue, then ship what is due (outbox retries by
-    /// due time, then ready episodes), unless the host is paused.
+    /// due time, then ready episodes), unless the receiver is paused. After
+    /// a pause, the first upload is a probe: if it fails, the pause grows
+    /// and nothing else is sent.
     pub fn pass(&mut self, heartbeat: &mut Heartbeat) -> Result<PassReport, ShipError> {
         self.refresh()?;
         let mut run = RunReport::default();
-        if let Some(p) = &self.pause {
-            if Instant::now() < p.until {
-                return Ok(self.report(run));
-            }
-            tracing::info!("host pause over: trying one episode first");
-        }
         let now = unix_now();
+        self.pause = self.shipper.host_pause();
+        if let Some(p) = &self.pause
+            && p.holds(now)
+        {
+            return Ok(self.report(run));
+        }
         let mut due: Vec<(u64, u8, EpisodeId)> = self
             .queue
             .iter()
@@ -187,6 +181,9 @@ impl Scanner {
             .collect();
         // Outbox first (oldest due first), then new arrivals.
         due.sort_by(|a, b| (a.1, a.0, &a.2).cmp(&(b.1, b.0, &b.2)));
+        if self.pause.is_some() && !due.is_empty() {
+            tracing::info!("receiver pause over: trying one episode first");
+        }
 
         let cancel = self.shipper.cancel_flag();
         for (_, _, id) in due {
@@ -203,61 +200,32 @@ impl Scanner {
             let Some(r) = result else {
                 continue; // another shipper has it
             };
-            let host_error = r.outcome == OutcomeKind::HostError;
+            let change = self.shipper.note_host(&r.host);
             self.settle(&r);
-            run.episodes.push(r);
-            if host_error {
-                run.host_error = self.pause.as_ref().map(|p| p.error.clone());
-                break;
+            run.push(r);
+            match change {
+                PauseChange::Lift => self.pause = None,
+                PauseChange::Start(p) => {
+                    self.pause = Some(p.clone());
+                    run.paused = Some(p);
+                    break;
+                }
+                PauseChange::Keep => {}
             }
         }
         Ok(self.report(run))
     }
 
-    /// Update the queue and the host pause from one episode's outcome, as
+    /// Update the queue from one episode's outcome, as
     /// [`schedule::after_outcome`] decides.
     fn settle(&mut self, r: &EpisodeReport) {
         let local_failures = self.queue.get(&r.id).map_or(0, |e| e.local_failures);
         let outcome = schedule::Outcome {
             kind: r.outcome,
             state: r.state,
-            answered: r.http_status.is_some(),
             next_attempt_at: r.next_attempt_at,
         };
-        let decision = schedule::after_outcome(
-            outcome,
-            self.host_errors,
-            local_failures,
-            unix_now(),
-            random_unit(),
-        );
-        match decision.pause {
-            PauseChange::Keep => {}
-            PauseChange::Resume => self.resume(),
-            PauseChange::Start { delay, refusals } => {
-                self.host_errors = refusals;
-                let status = r.http_status.unwrap_or(0);
-                let error = HostError {
-                    status,
-                    reason: r.detail.clone(),
-                    fix: host_error_fix(status),
-                };
-                tracing::error!(
-                    HTTP_STATUS = status,
-                    OUTCOME = "host_error",
-                    "the receiver refused this host (HTTP {status}): all uploads paused for {}s \
-                     (refusal {} in a row). Fix: {}",
-                    delay.as_secs(),
-                    self.host_errors,
-                    error.fix
-                );
-                self.pause = Some(Pause {
-                    until: Instant::now() + delay,
-                    error,
-                });
-            }
-        }
-        match decision.entry {
+        match schedule::after_outcome(outcome, local_failures, unix_now(), random_unit()) {
             QueueEntry::Remove => {
                 self.queue.remove(&r.id);
             }
@@ -275,13 +243,6 @@ impl Scanner {
                 self.queue.insert(r.id.clone(), entry);
             }
         }
-    }
-
-    fn resume(&mut self) {
-        if self.pause.take().is_some() {
-            tracing::info!("the receiver accepts this host again: uploads resumed");
-        }
-        self.host_errors = 0;
     }
 
     fn report(&self, run: RunReport) -> PassReport {
@@ -318,13 +279,20 @@ impl Scanner {
             "{total} pending ({ready} ready, {} in outbox)",
             total - ready
         );
-        if let Some(p) = &self.pause {
-            let left = p.until.saturating_duration_since(Instant::now()).as_secs();
-            return format!(
-                "paused: receiver refused this host (HTTP {}); retrying in {left}s; {pending}; \
-                 fix: {}",
-                p.error.status, p.error.fix
-            );
+        let now = unix_now();
+        if let Some(p) = self.pause.as_ref().filter(|p| p.holds(now)) {
+            let left = p.left(now);
+            return match &p.fix {
+                Some(fix) => format!(
+                    "paused: receiver refused this host (HTTP {}); retrying in {left}s; \
+                     {pending}; fix: {fix}",
+                    p.status.unwrap_or(0)
+                ),
+                None => format!(
+                    "paused: receiver unavailable ({}); retrying in {left}s; {pending}",
+                    p.reason
+                ),
+            };
         }
         if total == 0 {
             return "idle: nothing pending".into();

@@ -8,6 +8,7 @@ use crate::layout::{
     self, EpisodeId, LayoutError, RetryState, Sidecar, State, remove_if_present, rename_noreplace,
     unix_now,
 };
+use crate::machine::host::HostSignal;
 use crate::machine::{self, SettleFailure, Transition};
 use crate::outcome::{OutcomeKind, random_unit};
 use crate::signals::StateWrite;
@@ -46,6 +47,7 @@ impl Attempted {
             duration: self.started.elapsed(),
             attempt: self.attempt,
             next_attempt_at: None,
+            host: HostSignal::Silent,
         }
     }
 }

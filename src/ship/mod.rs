@@ -13,9 +13,11 @@
 
 mod apply;
 mod claim;
+mod pause;
 mod report;
 mod stage;
 
+pub use pause::{PAUSE_FILE, pause_file};
 pub use report::{EpisodeReport, HostError, Observer, Quiet, RunReport};
 
 use std::path::PathBuf;
@@ -26,11 +28,13 @@ use std::time::{Instant, SystemTime};
 use crate::config::Config;
 use crate::layout::{
     self, EpisodeId, Layout, LayoutError, RetryState, State, remove_if_present, rename_noreplace,
+    unix_now,
 };
 use crate::lock::{EpisodeLock, LockError};
+use crate::machine::host::{HostSignal, PauseChange};
 use crate::machine::{self, Attempt, Start};
 use crate::outcome::{OutcomeKind, Verdict, classify, random_unit};
-use crate::transport::{SetupError, Transport, Upload};
+use crate::transport::{SetupError, Transport, TransportError, Upload};
 
 use apply::Attempted;
 
@@ -88,24 +92,56 @@ impl Shipper {
     }
 
     /// Ship every ready episode in `episodes/` (what the path unit runs).
+    /// While the receiver is paused, claim them and upload nothing: the
+    /// scanner ships them when the pause is over.
     pub fn ship_ready(&self, observer: &mut dyn Observer) -> Result<RunReport, ShipError> {
         let ids = self.ready_episodes()?;
-        Ok(self.ship_ids(ids, observer))
+        let Some(pause) = self.active_pause() else {
+            return Ok(self.ship_ids(ids, observer));
+        };
+        for id in &ids {
+            self.claim_only(id);
+        }
+        if !ids.is_empty() {
+            tracing::warn!(
+                "the receiver is paused for {}s more ({}): {} ready episode(s) claimed into \
+                 outbox/ and left for the scanner",
+                pause.left(unix_now()),
+                pause.reason,
+                ids.len()
+            );
+        }
+        let mut report = RunReport::default();
+        if pause.refused {
+            let status = pause.status.unwrap_or(0);
+            report.host_error = Some(HostError {
+                status,
+                reason: pause.reason.clone(),
+                fix: crate::outcome::host_error_fix(status),
+            });
+        }
+        report.paused = Some(pause);
+        Ok(report)
     }
 
     /// Ship these episodes, in order, wherever they are (ready or outbox).
-    /// After a host-level error nothing more is uploaded, but the remaining
-    /// ready episodes are still claimed into the outbox, so that the path
-    /// unit's glob stops matching and it does not loop into failure.
+    /// Once the receiver refuses this host or is unavailable, nothing more
+    /// is uploaded, but the remaining ready episodes are still claimed into
+    /// the outbox, so that the path unit's glob stops matching and it does
+    /// not loop into failure.
     pub fn ship_ids(&self, ids: Vec<EpisodeId>, observer: &mut dyn Observer) -> RunReport {
         let mut report = RunReport::default();
         for id in ids {
-            if report.host_error.is_some() {
+            if report.paused.is_some() {
                 self.claim_only(&id);
                 continue;
             }
             if let Some(r) = self.ship_one(&id, observer) {
+                let change = self.note_host(&r.host);
                 report.push(r);
+                if let PauseChange::Start(p) = change {
+                    report.paused = Some(p);
+                }
             }
         }
         report
@@ -239,13 +275,18 @@ impl Shipper {
         if matches!(verdict, Verdict::Shipped { .. }) {
             crate::failpoint!(crate::failpoint::UPLOAD_AFTER_SUCCESS);
         }
+        let cancelled = matches!(result, Err(TransportError::Cancelled));
+        let host = HostSignal::of(&verdict, cancelled);
         let t = machine::decide(
             Attempt::Answered(verdict),
             &retry,
             SystemTime::now(),
             random_unit(),
         );
-        self.apply(&attempted, t, retry)
+        EpisodeReport {
+            host,
+            ..self.apply(&attempted, t, retry)
+        }
     }
 
     fn log(&self, r: EpisodeReport) -> EpisodeReport {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::layout::{EpisodeId, State};
+use crate::machine::host::{HostPause, HostSignal};
 use crate::outcome::OutcomeKind;
 use crate::transport::Progress;
 
@@ -34,6 +35,8 @@ pub struct EpisodeReport {
     pub attempt: u32,
     /// For retries: when the next attempt is due (unix seconds).
     pub next_attempt_at: Option<u64>,
+    /// What the attempt said about the receiver as a whole.
+    pub host: HostSignal,
 }
 
 /// A receiver answer that concerns the whole host, not one episode.
@@ -51,6 +54,9 @@ pub struct RunReport {
     pub host_error: Option<HostError>,
     /// Targets that named no episode.
     pub not_found: Vec<String>,
+    /// Set when uploads stopped for a host-wide pause (the rest of the run
+    /// was claimed into the outbox and not uploaded).
+    pub paused: Option<HostPause>,
 }
 
 impl RunReport {
@@ -71,15 +77,16 @@ impl RunReport {
         self.episodes.iter().filter(|e| e.outcome == kind).count()
     }
 
-    /// sysexits-style code: host error 78 > missing input 66 > retry 75 >
-    /// quarantined 65 > 0.
+    /// sysexits-style code: host error 78 > missing input 66 > retry or
+    /// paused 75 > quarantined 65 > 0.
     pub fn exit_code(&self) -> u8 {
         use crate::exit;
-        if self.host_error.is_some() || self.count(OutcomeKind::HostError) > 0 {
+        let refused = self.paused.as_ref().is_some_and(|p| p.refused);
+        if self.host_error.is_some() || self.count(OutcomeKind::HostError) > 0 || refused {
             exit::CONFIG
         } else if !self.not_found.is_empty() {
             exit::NO_INPUT
-        } else if self.count(OutcomeKind::Retry) > 0 {
+        } else if self.count(OutcomeKind::Retry) > 0 || self.paused.is_some() {
             exit::TEMPFAIL
         } else if self.count(OutcomeKind::Quarantined) > 0 {
             exit::QUARANTINED

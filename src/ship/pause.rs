@@ -1,0 +1,88 @@
+//! The host-wide pause on disk (`data_root/.receiver-pause.json`), shared by
+//! `ship-episode` runs and the scanner. What it should be is decided in
+//! [`crate::machine::host`]; this reads, writes and logs it.
+
+use std::path::PathBuf;
+
+use crate::layout::{read_json, remove_if_present, unix_now, write_json};
+use crate::machine::host::{self, HostPause, HostSignal, PauseChange};
+use crate::outcome::random_unit;
+
+use super::Shipper;
+
+/// Hidden, so that no listing of the data root takes it for anything else.
+pub const PAUSE_FILE: &str = ".receiver-pause.json";
+
+impl Shipper {
+    fn pause_path(&self) -> PathBuf {
+        self.layout.root().join(PAUSE_FILE)
+    }
+
+    /// The pause on disk, expired or not (an expired one still counts the
+    /// failures in a row until the receiver answers).
+    pub fn host_pause(&self) -> Option<HostPause> {
+        match read_json::<HostPause>(&self.pause_path()) {
+            Ok(p) => p,
+            Err(e) => {
+                // Rewritten or removed by the next answer.
+                tracing::warn!("{e}: ignoring the receiver pause");
+                None
+            }
+        }
+    }
+
+    /// The pause holding uploads back now, if any.
+    pub fn active_pause(&self) -> Option<HostPause> {
+        self.host_pause().filter(|p| p.holds(unix_now()))
+    }
+
+    /// Record what one attempt said about the receiver: start, extend or
+    /// lift the pause, and say so in the journal.
+    pub fn note_host(&self, signal: &HostSignal) -> PauseChange {
+        let before = self.host_pause();
+        let now = unix_now();
+        let change = host::after_signal(signal, before.as_ref(), now, random_unit());
+        match &change {
+            PauseChange::Keep => {}
+            PauseChange::Lift => {
+                let _writing = crate::signals::StateWrite::begin();
+                match remove_if_present(&self.pause_path()) {
+                    Ok(()) => {
+                        tracing::info!("the receiver accepts this host again: uploads resumed")
+                    }
+                    Err(e) => tracing::warn!("cannot lift the receiver pause: {e}"),
+                }
+            }
+            PauseChange::Start(p) => {
+                let _writing = crate::signals::StateWrite::begin();
+                if let Err(e) = write_json(&self.pause_path(), p) {
+                    tracing::warn!("{e}: the pause holds for this run only");
+                }
+                let secs = p.left(now);
+                match (&p.fix, p.status) {
+                    (Some(fix), status) => tracing::error!(
+                        HTTP_STATUS = status,
+                        OUTCOME = "host_error",
+                        "the receiver refused this host ({}): all uploads paused for {secs}s \
+                         (refusal {} in a row). Fix: {fix}",
+                        p.reason,
+                        p.failures
+                    ),
+                    (None, status) => tracing::warn!(
+                        HTTP_STATUS = status,
+                        "the receiver is unavailable ({}): all uploads paused for {secs}s \
+                         (failure {} in a row)",
+                        p.reason,
+                        p.failures
+                    ),
+                }
+            }
+        }
+        change
+    }
+}
+
+/// Where the pause file of a data root is (for doctor and tests).
+pub fn pause_file(root: &std::path::Path) -> PathBuf {
+    root.join(PAUSE_FILE)
+}
