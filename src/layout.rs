@@ -25,6 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+mod listing;
+pub use listing::{EntryType, ListedEntry, read_state_dir};
+
 pub const DONE_MARKER: &str = "done.marker";
 pub const ARCHIVE_SUFFIX: &str = ".tar.gz";
 pub const PARTIAL_SUFFIX: &str = ".tar.gz.partial";
@@ -210,27 +213,19 @@ impl Layout {
     pub fn list(&self, state: State) -> Result<Listing, LayoutError> {
         let dir = self.state_dir(state);
         let mut listing = Listing::default();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(listing),
-            Err(e) => return Err(LayoutError::io("cannot list", &dir, e)),
+        let Some(entries) =
+            read_state_dir(&dir).map_err(|e| LayoutError::io("cannot list", &dir, e))?
+        else {
+            return Ok(listing);
         };
         for entry in entries {
-            let entry = entry.map_err(|e| LayoutError::io("cannot list", &dir, e))?;
-            let name = entry.file_name();
-            // d_type: no stat per entry. Only directories are episodes.
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if !is_dir {
-                continue;
-            }
-            if name.as_bytes().starts_with(b".") {
-                continue; // hidden: never an episode, not worth a warning
-            }
-            match EpisodeId::from_os(&name) {
-                Ok(id) => listing.ids.push(id),
-                Err(why) => listing
+            // Only directories are episodes; hidden ones are not worth a warning.
+            match entry.episode_dir() {
+                Some(Ok(id)) => listing.ids.push(id),
+                Some(Err(why)) => listing
                     .rejected
-                    .push((name.to_string_lossy().into_owned(), why)),
+                    .push((entry.name.to_string_lossy().into_owned(), why)),
+                None => {}
             }
         }
         listing.ids.sort();
@@ -244,23 +239,22 @@ impl Layout {
     /// they would re-trigger the path unit forever. Returns (name, why).
     pub fn unshippable_ready(&self) -> Result<Vec<(std::ffi::OsString, String)>, LayoutError> {
         let dir = self.state_dir(State::Episodes);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(LayoutError::io("cannot list", &dir, e)),
+        let Some(entries) =
+            read_state_dir(&dir).map_err(|e| LayoutError::io("cannot list", &dir, e))?
+        else {
+            return Ok(Vec::new());
         };
         let mut found = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| LayoutError::io("cannot list", &dir, e))?;
-            let name = entry.file_name();
             // glob(3)'s `*` skips hidden names: those never trigger.
-            if name.as_bytes().starts_with(b".") {
+            if entry.is_hidden() {
                 continue;
             }
+            let name = entry.name;
             // A symlink is never shipped, and whether its target holds a
             // done.marker may look different to systemd than to us (the
             // service has a private /tmp): set every one aside.
-            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            if entry.kind == EntryType::Symlink {
                 found.push((name, "a symlink (never followed)".to_string()));
                 continue;
             }
