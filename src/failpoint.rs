@@ -12,7 +12,9 @@
 /// iterates this list and prints one row per name, so a window added later
 /// without an entry here stands out.
 pub const ALL: &[&str] = &[
+    CLAIM_BEFORE_RENAME,
     CLAIM_AFTER_RENAME,
+    STAGE_BEFORE_BUILD,
     STAGE_MID_WRITE,
     STAGE_AFTER_RENAME,
     UPLOAD_AFTER_SUCCESS,
@@ -22,8 +24,13 @@ pub const ALL: &[&str] = &[
     PRUNE_BEFORE_DELETE,
 ];
 
+/// Leftovers of an earlier episode with this id are removed; not claimed yet.
+pub const CLAIM_BEFORE_RENAME: &str = "claim::before-rename";
 /// `episodes/<id>` was renamed to `outbox/<id>`.
 pub const CLAIM_AFTER_RENAME: &str = "claim::after-rename";
+/// The retry state names the directory the archive is built from; no
+/// archive yet.
+pub const STAGE_BEFORE_BUILD: &str = "stage::before-build";
 /// Part of the archive is in `outbox/<id>.tar.gz.partial`.
 pub const STAGE_MID_WRITE: &str = "stage::mid-write";
 /// The archive was renamed into place as `outbox/<id>.tar.gz`.

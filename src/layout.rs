@@ -345,7 +345,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = match create_new_nofollow(&tmp) {
+            // Left by an earlier process with our pid: never ours to trust.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp)?;
+                create_new_nofollow(&tmp)?
+            }
+            other => other?,
+        };
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -354,6 +361,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
         let _ = fs::remove_file(&tmp);
         LayoutError::io("cannot write", path, e)
     })
+}
+
+/// Create a file that must not exist yet, never through a symlink: for
+/// every predictable name the shipper writes beside the episodes.
+pub fn create_new_nofollow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o640)
+        .open(path)
+}
+
+/// Open a regular file for reading, never through a symlink and never
+/// blocking on a FIFO planted under a predictable name.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
 }
 
 pub fn remove_if_present(path: &Path) -> Result<(), LayoutError> {
@@ -399,6 +435,37 @@ pub struct RetryState {
     pub archive_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_bytes: Option<u64>,
+    /// The episode directory the staged archive was built from: it is
+    /// reused only for that same directory (not a later recording that
+    /// got the same id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_source: Option<DirIdentity>,
+}
+
+/// A directory's device and inode: what survives its renames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirIdentity {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl DirIdentity {
+    /// The identity of the directory at `path` itself (never a symlink's
+    /// target).
+    pub fn of(path: &Path) -> io::Result<DirIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::symlink_metadata(path)?;
+        if !meta.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a directory",
+            ));
+        }
+        Ok(DirIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 impl RetryState {
@@ -463,8 +530,14 @@ impl Sidecar {
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
     path: &Path,
 ) -> Result<Option<T>, LayoutError> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = open_nofollow(path).and_then(|f| {
+        // State files are a few hundred bytes: a huge one is not ours.
+        f.take(1 << 20).read_to_end(&mut bytes)
+    });
+    match read {
+        Ok(_) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| LayoutError::Corrupt {
                 path: path.to_path_buf(),

@@ -200,7 +200,7 @@ impl Transport {
         let url = self
             .episode_url(upload.host_id, upload.episode_id)
             .map_err(|e| TransportError::Protocol(e.to_string()))?;
-        let file = std::fs::File::open(upload.archive)
+        let file = crate::layout::open_nofollow(upload.archive)
             .map_err(|e| TransportError::Archive(format!("{}: {e}", upload.archive.display())))?;
         let sent = Arc::new(AtomicU64::new(0));
         let body = reqwest::Body::wrap_stream(file_stream(file, upload.bytes, sent.clone()));

@@ -39,6 +39,8 @@ struct Entry {
     known: bool,
     /// Failures that left no retry time behind (lock or claim errors).
     local_failures: u32,
+    /// Failed attempts recorded in its retry state.
+    attempts: u32,
 }
 
 /// What a pass did, plus the queue after it.
@@ -109,6 +111,7 @@ impl Scanner {
                     not_before: 0,
                     known: true,
                     local_failures: 0,
+                    attempts: 0,
                 },
             };
             queue.insert(id, entry);
@@ -121,11 +124,15 @@ impl Scanner {
                     not_before: 0,
                     known: false,
                     local_failures: 0,
+                    attempts: 0,
                 },
             };
             if !entry.known || entry.not_before <= now {
                 entry.not_before = match RetryState::load(&layout, &id) {
-                    Ok(Some(r)) => r.next_attempt_at,
+                    Ok(Some(r)) => {
+                        entry.attempts = r.attempts;
+                        r.next_attempt_at
+                    }
                     Ok(None) => 0,
                     Err(e) => {
                         // Rewritten by the next attempt.
@@ -170,23 +177,24 @@ impl Scanner {
         {
             return Ok(self.report(run));
         }
-        let mut due: Vec<(u64, u8, EpisodeId)> = self
-            .queue
-            .iter()
-            .filter(|(_, e)| e.not_before <= now)
-            .map(|(id, e)| {
-                let order = if e.state == State::Outbox { 0 } else { 1 };
-                (e.not_before, order, id.clone())
-            })
-            .collect();
-        // Outbox first (oldest due first), then new arrivals.
-        due.sort_by(|a, b| (a.1, a.0, &a.2).cmp(&(b.1, b.0, &b.2)));
+        let due = schedule::order(
+            self.queue
+                .iter()
+                .filter(|(_, e)| e.not_before <= now)
+                .map(|(id, e)| schedule::Due {
+                    id: id.clone(),
+                    in_outbox: e.state == State::Outbox,
+                    not_before: e.not_before,
+                    failed_attempts: e.attempts,
+                })
+                .collect(),
+        );
         if self.pause.is_some() && !due.is_empty() {
             tracing::info!("receiver pause over: trying one episode first");
         }
 
         let cancel = self.shipper.cancel_flag();
-        for (_, _, id) in due {
+        for id in due {
             if self.stopping() {
                 break;
             }
@@ -239,6 +247,7 @@ impl Scanner {
                     not_before,
                     known: !read_retry_file,
                     local_failures,
+                    attempts: r.attempt,
                 };
                 self.queue.insert(r.id.clone(), entry);
             }

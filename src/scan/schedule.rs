@@ -3,7 +3,7 @@
 //! host-wide pause is [`crate::machine::host`].) Pure: `now` and `jitter`
 //! come from the caller.
 
-use crate::layout::State;
+use crate::layout::{EpisodeId, State};
 use crate::outcome::{OutcomeKind, backoff_with};
 
 /// What the scanner knows of one episode's result.
@@ -65,6 +65,31 @@ pub fn after_outcome(
     }
 }
 
+/// One entry that is due, as the order of a pass sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    pub id: EpisodeId,
+    pub in_outbox: bool,
+    pub not_before: u64,
+    pub failed_attempts: u32,
+}
+
+/// The order of a pass. Fewest failed attempts first: after a pause the
+/// first upload is the probe, and it must not be the one episode the
+/// receiver keeps failing on (that one would hold the whole queue). Then
+/// the outbox before new arrivals, oldest due first.
+pub fn order(mut due: Vec<Due>) -> Vec<EpisodeId> {
+    due.sort_by(|a, b| {
+        (a.failed_attempts, !a.in_outbox, a.not_before, &a.id).cmp(&(
+            b.failed_attempts,
+            !b.in_outbox,
+            b.not_before,
+            &b.id,
+        ))
+    });
+    due.into_iter().map(|d| d.id).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +146,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_failing_episode_is_never_the_probe_while_others_are_due() {
+        let due = |id: &str, in_outbox, not_before, failed_attempts| Due {
+            id: EpisodeId::parse(id).expect("id"),
+            in_outbox,
+            not_before,
+            failed_attempts,
+        };
+        let order = order(vec![
+            due("poison", true, 10, 3),
+            due("new", false, 0, 0),
+            due("claimed-late", true, 50, 0),
+            due("claimed", true, 40, 0),
+            due("once", true, 5, 1),
+        ]);
+        let names: Vec<&str> = order.iter().map(EpisodeId::as_str).collect();
+        assert_eq!(names, ["claimed", "claimed-late", "new", "once", "poison"]);
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::failpoint;
-use crate::layout::{self, EpisodeId, LayoutError, State, rename_noreplace};
+use crate::layout::{self, EpisodeId, LayoutError, State, remove_if_present, rename_noreplace};
 use crate::machine::Claim;
 
 use super::{ShipError, Shipper};
@@ -73,6 +73,26 @@ impl Shipper {
     pub(super) fn claim(&self, id: &EpisodeId) -> Claim {
         let from = self.layout.episode_dir(State::Episodes, id);
         let to = self.layout.episode_dir(State::Outbox, id);
+        if std::fs::symlink_metadata(&to).is_ok() {
+            return Claim::NameTaken;
+        }
+        // With no outbox/<id>, whatever lies beside it under this id is left
+        // from an earlier episode (a crash between settle and cleanup): it
+        // must never be taken for this recording's archive or retry state.
+        for leftover in super::outbox_artifacts(&self.layout, id) {
+            if std::fs::symlink_metadata(&leftover).is_err() {
+                continue;
+            }
+            match remove_if_present(&leftover) {
+                Ok(()) => tracing::warn!(
+                    EPISODE_ID = %id,
+                    "removed {}: left from an earlier episode with the same id",
+                    leftover.display()
+                ),
+                Err(e) => return Claim::Failed(e.to_string()),
+            }
+        }
+        crate::failpoint!(failpoint::CLAIM_BEFORE_RENAME);
         match rename_noreplace(&from, &to) {
             Ok(()) => match layout::sync_dir(&self.layout.state_dir(State::Outbox)) {
                 Ok(()) => {

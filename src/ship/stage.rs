@@ -2,7 +2,7 @@
 //! failed attempt left there.
 
 use crate::archive::{self, ArchiveError};
-use crate::layout::{EpisodeId, RetryState, State, remove_if_present, unix_now};
+use crate::layout::{DirIdentity, EpisodeId, RetryState, State, remove_if_present, unix_now};
 
 use super::{Observer, Shipper, hex};
 
@@ -17,16 +17,25 @@ impl Shipper {
         observer: &mut dyn Observer,
     ) -> Result<([u8; 32], u64), String> {
         let final_path = self.layout.archive(id);
-        if let Ok(meta) = std::fs::metadata(&final_path)
-            && meta.is_file()
-        {
-            // Complete: it was renamed into place after fsync.
-            if let Some(known) = retry.archive_digest(meta.len()) {
-                return Ok((known, meta.len()));
+        let episode_dir = self.layout.episode_dir(State::Outbox, id);
+        let source = DirIdentity::of(&episode_dir)
+            .map_err(|e| format!("cannot stat {}: {e}", episode_dir.display()))?;
+        if std::fs::symlink_metadata(&final_path).is_ok() {
+            match self.staged_for(id, source, retry, observer) {
+                Some(staged) => return Ok(staged),
+                None => remove_if_present(&final_path).map_err(|e| e.to_string())?,
             }
-            return archive::digest_file(&final_path, &mut |n| observer.archiving(id, n))
-                .map_err(|e| format!("cannot read staged {}: {e}", final_path.display()));
         }
+        // Claim the archive for this directory before building it, so a
+        // crash after the rename below still knows whose it is.
+        retry.archive_source = Some(source);
+        retry.archive_sha256 = None;
+        retry.archive_bytes = None;
+        if retry.claimed_at == 0 {
+            retry.claimed_at = unix_now();
+        }
+        retry.store(&self.layout, id).map_err(|e| e.to_string())?;
+        crate::failpoint!(crate::failpoint::STAGE_BEFORE_BUILD);
         let summary = archive::build(
             &self.layout.episode_dir(State::Outbox, id),
             id.as_str(),
@@ -54,13 +63,51 @@ impl Shipper {
         }
         retry.archive_sha256 = Some(hex(&summary.sha256));
         retry.archive_bytes = Some(summary.archive_bytes);
-        if retry.claimed_at == 0 {
-            retry.claimed_at = unix_now();
-        }
         // Best effort: without it a retry only hashes the archive again.
         if let Err(e) = retry.store(&self.layout, id) {
             tracing::warn!(EPISODE_ID = %id, "{e}");
         }
         Ok((summary.sha256, summary.archive_bytes))
+    }
+}
+
+impl Shipper {
+    /// The staged archive's digest and size if it may be reused: built from
+    /// this very directory, a regular file, readable. `None`: rebuild it.
+    fn staged_for(
+        &self,
+        id: &EpisodeId,
+        source: DirIdentity,
+        retry: &RetryState,
+        observer: &mut dyn Observer,
+    ) -> Option<([u8; 32], u64)> {
+        let path = self.layout.archive(id);
+        if retry.archive_source != Some(source) {
+            tracing::warn!(
+                EPISODE_ID = %id,
+                "{} was not built from this episode directory: rebuilding it",
+                path.display()
+            );
+            return None;
+        }
+        // Complete: it was renamed into place after fsync.
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        if let Some(known) = retry.archive_digest(meta.len()) {
+            return Some((known, meta.len()));
+        }
+        match archive::digest_file(&path, &mut |n| observer.archiving(id, n)) {
+            Ok(digest) => Some(digest),
+            Err(e) => {
+                tracing::warn!(
+                    EPISODE_ID = %id,
+                    "cannot read the staged {}: {e}; rebuilding it",
+                    path.display()
+                );
+                None
+            }
+        }
     }
 }
