@@ -35,7 +35,8 @@ cleanup_ship() {
 
 bench_ship() {
     local mib=${BENCH_MIB:-512} runs=${BENCH_RUNS:-1}
-    cargo build --release --quiet --bins --example gen_episode
+    # --workspace: the dev receiver too (a package of its own).
+    cargo build --release --quiet --workspace --bins --example gen_episode
     local bin=${CARGO_TARGET_DIR:-target}/release
     local base=${BENCH_DIR:-/dev/shm}
     [ -w "$base" ] || base=${TMPDIR:-/tmp}

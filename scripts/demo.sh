@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== building (release)"
-cargo build --release --bins --quiet
+# The lab-host binaries and the dev receiver (a package of its own).
+cargo build --release --workspace --bins --quiet
 bin=target/release
 
 work=$(mktemp -d /tmp/cis490-demo.XXXXXX)

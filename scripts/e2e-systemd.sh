@@ -216,7 +216,8 @@ port_of() { sed -n 's|^listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$1" | h
 # ---------------------------------------------------------------- steps
 
 do_build() {
-    (cd "$here" && cargo build --release --locked --bins 2>&1 | tail -n 1)
+    # --workspace: the lab-host binaries and the dev receiver the steps ship to.
+    (cd "$here" && cargo build --release --locked --workspace --bins 2>&1 | tail -n 1)
     missing=()
     for b in ship-episode ship-scanner quarantine-prune doctor cis490-dev-receiver; do
         have_bin "$b" || missing+=("$b")

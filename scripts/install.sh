@@ -46,6 +46,7 @@ say() { echo "install.sh: $*"; }
 [ -n "$DESTDIR" ] || [ "$(id -u)" = 0 ] || die "run as root (or set DESTDIR to stage)"
 
 if [ "${NO_BUILD:-0}" != 1 ] && command -v cargo >/dev/null; then
+    # The root package only: the dev receiver is not installed on lab hosts.
     say "building release binaries in $target"
     (cd "$here" && cargo build --release --locked --bins)
 fi

@@ -25,9 +25,10 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features failpoints -- -D warnings
 echo "== cargo test"
-cargo test --all-targets
+# --workspace also builds the dev receiver the integration tests start.
+cargo test --workspace --all-targets --features failpoints
 
 # A real systemd booted in a container: needs root (mount, nspawn, nsenter).
 echo "== end-to-end against a real systemd (scripts/e2e-systemd.sh)"

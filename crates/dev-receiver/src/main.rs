@@ -4,11 +4,17 @@
 //! to accept `PUT /episodes/{host_id}/{episode_id}` uploads, verify their
 //! `Content-Digest`, and store them; can misbehave on purpose for tests.
 
+mod auth;
 mod behave;
+mod body;
 mod conn;
+mod control;
+mod digest;
 mod handler;
 mod http;
+mod stats;
 mod tls;
+mod upload;
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -24,7 +30,8 @@ use clap::Parser;
 
 use crate::behave::Rules;
 use crate::conn::{Conn, Stream};
-use crate::handler::{Shared, Stats};
+use crate::handler::Shared;
+use crate::stats::Stats;
 
 const AFTER_HELP: &str = "\
 BEHAVIOUR SPECS (for --behave ID=SPEC and PUT /_control/behave/{ID}):
@@ -163,7 +170,7 @@ fn main() -> Result<()> {
             if token.is_empty() {
                 bail!("bearer token file {} is empty", p.display());
             }
-            Some(handler::sha256(token.as_bytes()))
+            Some(digest::sha256(token.as_bytes()))
         }
     };
     let tls = match (&cli.tls_cert, &cli.tls_key) {
