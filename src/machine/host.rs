@@ -10,10 +10,11 @@
 //! - The pause grows with failures in a row (the seed's schedule, with its
 //!   jitter), up to [`MAX_HOST_PAUSE`], or longer if Retry-After says so.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::layout::unix_secs_ceil;
 use crate::outcome::{Verdict, backoff_with};
 use crate::transport::MAX_RETRY_AFTER;
 
@@ -92,15 +93,15 @@ pub struct HostPause {
 
 impl HostPause {
     /// Still holding uploads back at `now`? A pause that reaches further
-    /// than any rule could set (the clock jumped back, a hand-edited file)
-    /// counts as ending at that horizon.
+    /// than any rule could set was written with a wrong clock (or edited by
+    /// hand): it does not hold, and the next answer rewrites it.
     pub fn holds(&self, now: u64) -> bool {
-        now < self.until.min(now.saturating_add(horizon().as_secs()))
+        now < self.until && self.until <= now.saturating_add(horizon().as_secs())
     }
 
-    /// Seconds left at `now` (0 once over), within the horizon.
+    /// Seconds left at `now` (0 once over or not holding).
     pub fn left(&self, now: u64) -> u64 {
-        self.until.saturating_sub(now).min(horizon().as_secs())
+        if self.holds(now) { self.until - now } else { 0 }
     }
 }
 
@@ -121,16 +122,15 @@ pub enum PauseChange {
 pub fn after_signal(
     signal: &HostSignal,
     before: Option<&HostPause>,
-    now: u64,
+    now: SystemTime,
     jitter: f64,
 ) -> PauseChange {
     let failures = before.map_or(0, |p| p.failures).saturating_add(1);
     let schedule = backoff_with(failures, None, jitter).min(MAX_HOST_PAUSE);
     let pause = |delay: Duration, refused, status, reason: &str, fix: Option<String>| {
         PauseChange::Start(HostPause {
-            until: now
-                .saturating_add(delay.as_secs_f64().ceil() as u64)
-                .max(now + 1),
+            // Rounded up: a Retry-After of 2 s holds for at least 2 s.
+            until: unix_secs_ceil(now.checked_add(delay).unwrap_or(now)),
             failures,
             refused,
             status,
@@ -155,5 +155,153 @@ pub fn after_signal(
             let floor = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
             pause(schedule.max(floor), false, *status, reason, None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::outcome::host_error_fix;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(NOW)
+    }
+
+    fn transient(status: Option<u16>, retry_after: Option<u64>) -> Verdict {
+        Verdict::Transient {
+            status,
+            reason: "r".into(),
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn what_each_verdict_says_about_the_receiver() {
+        let unavailable = |status| HostSignal::Unavailable {
+            status,
+            reason: "r".into(),
+            retry_after: None,
+        };
+        let rows = [
+            (
+                Verdict::Shipped { status: 201 },
+                false,
+                HostSignal::Answered,
+            ),
+            (Verdict::Duplicate, false, HostSignal::Answered),
+            (
+                Verdict::Quarantine {
+                    status: 412,
+                    reason: "r".into(),
+                },
+                false,
+                HostSignal::Answered,
+            ),
+            (transient(Some(408), None), false, HostSignal::Answered),
+            (transient(Some(302), None), false, HostSignal::Answered),
+            (transient(Some(429), None), false, unavailable(Some(429))),
+            (transient(Some(500), None), false, unavailable(Some(500))),
+            (transient(Some(503), None), false, unavailable(Some(503))),
+            (transient(None, None), false, unavailable(None)),
+            (transient(None, None), true, HostSignal::Silent),
+            (
+                Verdict::HostError {
+                    status: 401,
+                    reason: "r".into(),
+                    fix: host_error_fix(401),
+                },
+                false,
+                HostSignal::Refused {
+                    status: 401,
+                    reason: "r".into(),
+                    fix: host_error_fix(401).into(),
+                },
+            ),
+        ];
+        for (verdict, cancelled, expected) in rows {
+            assert_eq!(HostSignal::of(&verdict, cancelled), expected, "{verdict:?}");
+        }
+    }
+
+    #[test]
+    fn every_signal_from_every_prior_pause() {
+        let prior = |failures, until| HostPause {
+            until,
+            failures,
+            refused: false,
+            status: Some(503),
+            reason: "r".into(),
+            fix: None,
+        };
+        let unavailable = |retry_after: Option<u64>| HostSignal::Unavailable {
+            status: Some(503),
+            reason: "busy".into(),
+            retry_after: retry_after.map(Duration::from_secs),
+        };
+        let refused = HostSignal::Refused {
+            status: 401,
+            reason: "no".into(),
+            fix: "fix it".into(),
+        };
+        for before in [None, Some(prior(1, NOW - 5)), Some(prior(8, NOW + 60))] {
+            let n = before.as_ref().map_or(0, |p| p.failures) + 1;
+            // Jitter 0.5: the schedule's own value.
+            let schedule = backoff_with(n, None, 0.5).min(MAX_HOST_PAUSE).as_secs();
+            let b = before.as_ref();
+            assert_eq!(
+                after_signal(&HostSignal::Silent, b, now(), 0.5),
+                PauseChange::Keep
+            );
+            let answered = after_signal(&HostSignal::Answered, b, now(), 0.5);
+            let lifted = if b.is_some() {
+                PauseChange::Lift
+            } else {
+                PauseChange::Keep
+            };
+            assert_eq!(answered, lifted);
+            for (signal, floor, is_refusal) in [
+                (unavailable(None), 0, false),
+                (unavailable(Some(600)), 600, false),
+                (
+                    unavailable(Some(10_000_000)),
+                    MAX_RETRY_AFTER.as_secs(),
+                    false,
+                ),
+                (refused.clone(), 0, true),
+            ] {
+                let PauseChange::Start(p) = after_signal(&signal, b, now(), 0.5) else {
+                    panic!("{signal:?} must pause");
+                };
+                assert_eq!(p.failures, n);
+                assert_eq!(p.until, NOW + schedule.max(floor), "{signal:?} after {b:?}");
+                assert_eq!(p.refused, is_refusal);
+                assert_eq!(p.fix.is_some(), is_refusal);
+            }
+        }
+    }
+
+    #[test]
+    fn a_pause_from_a_wrong_clock_does_not_hold() {
+        let pause = HostPause {
+            until: NOW + 10 * 365 * 86_400,
+            failures: 1,
+            refused: false,
+            status: None,
+            reason: "r".into(),
+            fix: None,
+        };
+        assert!(pause.holds(NOW));
+        assert_eq!(pause.left(NOW), horizon().as_secs());
+        assert!(
+            !HostPause {
+                until: NOW,
+                ..pause.clone()
+            }
+            .holds(NOW)
+        );
     }
 }

@@ -41,7 +41,12 @@ impl Shipper {
     pub fn note_host(&self, signal: &HostSignal) -> PauseChange {
         let before = self.host_pause();
         let now = unix_now();
-        let change = host::after_signal(signal, before.as_ref(), now, random_unit());
+        let change = host::after_signal(
+            signal,
+            before.as_ref(),
+            std::time::SystemTime::now(),
+            random_unit(),
+        );
         match &change {
             PauseChange::Keep => {}
             PauseChange::Lift => {
