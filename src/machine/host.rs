@@ -294,12 +294,17 @@ mod tests {
             reason: "r".into(),
             fix: None,
         };
-        assert!(pause.holds(NOW));
-        assert_eq!(pause.left(NOW), horizon().as_secs());
+        assert!(!pause.holds(NOW));
+        assert_eq!(pause.left(NOW), 0);
+        let at_horizon = HostPause {
+            until: NOW + horizon().as_secs(),
+            ..pause.clone()
+        };
+        assert!(at_horizon.holds(NOW));
         assert!(
             !HostPause {
                 until: NOW,
-                ..pause.clone()
+                ..pause
             }
             .holds(NOW)
         );
