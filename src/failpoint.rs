@@ -21,6 +21,7 @@ pub const ALL: &[&str] = &[
     SETTLE_AFTER_SIDECAR,
     SETTLE_AFTER_RENAME,
     CLEANUP_BEFORE,
+    PAUSE_AFTER_STORE,
     PRUNE_BEFORE_DELETE,
 ];
 
@@ -43,6 +44,8 @@ pub const SETTLE_AFTER_SIDECAR: &str = "settle::after-sidecar";
 pub const SETTLE_AFTER_RENAME: &str = "settle::after-rename";
 /// Just before the staged archive and retry state are removed.
 pub const CLEANUP_BEFORE: &str = "cleanup::before";
+/// The receiver pause is on disk; the rest of the run is not claimed yet.
+pub const PAUSE_AFTER_STORE: &str = "pause::after-store";
 /// Prune decided to delete an entry and renamed nothing yet.
 pub const PRUNE_BEFORE_DELETE: &str = "prune::before-delete";
 

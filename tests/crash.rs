@@ -95,7 +95,12 @@ fn states_of(site: &Site) -> String {
 }
 
 fn campaign_row(fp: &'static str, reference: &[Vec<u8>]) -> Row {
-    let rcv = Receiver::http(&[]);
+    // The pause needs a receiver that fails once.
+    let rcv = if fp == failpoint::PAUSE_AFTER_STORE {
+        Receiver::http(&["--behave", "ep-a=once:status:503"])
+    } else {
+        Receiver::http(&[])
+    };
     let site = Site::new(&rcv.url);
     record(&site);
     let mut problems = Vec::new();
@@ -124,7 +129,16 @@ fn campaign_row(fp: &'static str, reference: &[Vec<u8>]) -> Row {
 
     // The next runs finish the job: the scanner retries the outbox and
     // ships what is ready; prune clears what is left.
-    let rerun = run(SHIP_SCANNER, &site, &["--once"], None);
+    // A pause or retry time left by the crash is waited out, as the
+    // daemon would.
+    let mut rerun = run(SHIP_SCANNER, &site, &["--once"], None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while IDS.iter().any(|id| site.where_is(id) != Some("shipped"))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(300));
+        rerun = run(SHIP_SCANNER, &site, &["--once"], None);
+    }
     let prune = run(QUARANTINE_PRUNE, &site, &[], None);
     if code(&prune) != 0 {
         problems.push(format!("prune exit {}: {}", code(&prune), stderr(&prune)));

@@ -57,7 +57,11 @@ fn leftovers_of_an_earlier_episode_with_the_same_id_are_not_uploaded() {
         stored_names(&rcv, &site, "ep"),
         ["ep", "ep/done.marker", "ep/new.txt"]
     );
-    assert!(site.names("outbox").is_empty(), "{:?}", site.names("outbox"));
+    assert!(
+        site.names("outbox").is_empty(),
+        "{:?}",
+        site.names("outbox")
+    );
     assert!(stderr(&out).contains("earlier episode"), "{}", stderr(&out));
 }
 

@@ -63,6 +63,7 @@ impl Shipper {
                 if let Err(e) = write_json(&self.pause_path(), p) {
                     tracing::warn!("{e}: the pause holds for this run only");
                 }
+                crate::failpoint!(crate::failpoint::PAUSE_AFTER_STORE);
                 let secs = p.left(now);
                 match (&p.fix, p.status) {
                     (Some(fix), status) => tracing::error!(
