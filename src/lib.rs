@@ -7,6 +7,7 @@
 //! formats they share.
 
 pub mod archive;
+pub mod bandwidth;
 pub mod cli;
 pub mod config;
 pub mod doctor;

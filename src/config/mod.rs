@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::bandwidth::RateSchedule;
 use toml::{Table, Value};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cis490/lab-host.toml";
@@ -81,6 +82,12 @@ pub struct ShipperSettings {
     /// Stall timeout: how long an upload may make no progress.
     pub request_timeout: Duration,
     pub gzip_level: u32,
+    /// Share of the data filesystem that staging never takes (0 = off).
+    pub disk_reserve_percent: f64,
+    /// Upload bandwidth, rclone `--bwlimit` style.
+    pub upload_rate_limit: RateSchedule,
+    /// Threads for compression (0 = every core).
+    pub compress_threads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +169,14 @@ impl Config {
         let scan_interval = p.seconds(&mut shipper, "scan_interval_s", 5.0, 0.1, 86_400.0)?;
         let request_timeout = p.seconds(&mut shipper, "request_timeout_s", 60.0, 1.0, 86_400.0)?;
         let gzip_level = p.integer(&mut shipper, "gzip_level", 6, 0, 9)? as u32;
+        let disk_reserve_percent =
+            p.float(&mut shipper, "disk_reserve_percent", 10.0, 0.0, 95.0)?;
+        let upload_rate_limit = match p.optional_str(&mut shipper, "upload_rate_limit")? {
+            None => RateSchedule::unlimited(),
+            Some(text) => RateSchedule::parse(&text)
+                .map_err(|m| p.key_error("shipper.upload_rate_limit", m))?,
+        };
+        let compress_threads = p.integer(&mut shipper, "compress_threads", 0, 0, 1024)? as usize;
         p.finish(shipper)?;
 
         let mut retention = p.section(&mut root, "retention")?;
@@ -206,6 +221,9 @@ impl Config {
                 scan_interval,
                 request_timeout,
                 gzip_level,
+                disk_reserve_percent,
+                upload_rate_limit,
+                compress_threads,
             },
             retention: RetentionSettings {
                 keep_local_for_days: keep_local_for_days as u32,
@@ -354,6 +372,29 @@ impl Parser<'_> {
             Some(other) => return Err(self.type_error(s, name, "an integer", &other)),
         };
         if v < min || v > max {
+            return Err(self.key_error(
+                &s.key(name),
+                format!("{v} is out of range ({min} to {max})"),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn float(
+        &self,
+        s: &mut Section,
+        name: &str,
+        default: f64,
+        min: f64,
+        max: f64,
+    ) -> Result<f64, ConfigError> {
+        let v = match s.table.remove(name) {
+            None => default,
+            Some(Value::Integer(i)) => i as f64,
+            Some(Value::Float(f)) => f,
+            Some(other) => return Err(self.type_error(s, name, "a number", &other)),
+        };
+        if !v.is_finite() || v < min || v > max {
             return Err(self.key_error(
                 &s.key(name),
                 format!("{v} is out of range ({min} to {max})"),

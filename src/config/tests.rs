@@ -165,3 +165,71 @@ fn user_information_in_the_url_is_refused_without_printing_it() {
     );
     assert_eq!(redact_userinfo("https://h/x@y"), "https://h/x@y");
 }
+
+#[test]
+fn good_guest_keys_default_and_validate() {
+    let c = parse(MINIMAL).expect("minimal config");
+    assert_eq!(c.shipper.disk_reserve_percent, 10.0);
+    assert!(c.shipper.upload_rate_limit.is_unlimited());
+    assert_eq!(c.shipper.compress_threads, 0);
+
+    let with = |lines: &str| parse(&format!("{MINIMAL}[shipper]\n{lines}\n"));
+    let c = with("disk_reserve_percent = 0\nupload_rate_limit = \"08:00,10M 19:00,off\"\ncompress_threads = 1")
+        .expect("valid keys");
+    assert_eq!(c.shipper.disk_reserve_percent, 0.0);
+    assert_eq!(c.shipper.upload_rate_limit.rate_at(9 * 60), Some(10 << 20));
+    assert_eq!(c.shipper.compress_threads, 1);
+
+    for (lines, key, says) in [
+        (
+            "disk_reserve_percent = -1.0",
+            "shipper.disk_reserve_percent",
+            "out of range",
+        ),
+        (
+            "disk_reserve_percent = 99.5",
+            "shipper.disk_reserve_percent",
+            "out of range",
+        ),
+        (
+            "disk_reserve_percent = \"10%\"",
+            "shipper.disk_reserve_percent",
+            "a number",
+        ),
+        (
+            "disk_reserve_percent = nan",
+            "shipper.disk_reserve_percent",
+            "out of range",
+        ),
+        (
+            "upload_rate_limit = \"10Q\"",
+            "shipper.upload_rate_limit",
+            "unknown unit",
+        ),
+        (
+            "upload_rate_limit = \"25:00,1M\"",
+            "shipper.upload_rate_limit",
+            "time of day",
+        ),
+        (
+            "upload_rate_limit = 10",
+            "shipper.upload_rate_limit",
+            "a string",
+        ),
+        (
+            "compress_threads = -1",
+            "shipper.compress_threads",
+            "out of range",
+        ),
+        (
+            "compress_threads = 2.5",
+            "shipper.compress_threads",
+            "an integer",
+        ),
+    ] {
+        let e = with(lines).expect_err(lines).to_string();
+        assert!(e.contains(key), "{lines}: {e}");
+        assert!(e.contains(says), "{lines}: {e}");
+        assert!(e.contains("lab-host.toml"), "{lines}: {e}");
+    }
+}
