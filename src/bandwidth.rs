@@ -3,9 +3,15 @@
 //! suffix = KiB as in rclone), or a timetable of `HH:MM,RATE` pairs
 //! separated by spaces (`"08:00,10M 19:00,off"`). A timetable's slot runs
 //! from its time until the next slot's, wrapping past midnight, in local
-//! time. Pure: the current minute of the day comes from the caller.
+//! time. [`RateSchedule`] is pure (the minute of the day comes from the
+//! caller); [`Throttle`] applies it to an upload with a token bucket.
 
 use std::fmt;
+use std::num::NonZeroU32;
+
+use governor::clock::DefaultClock;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 
 /// Bytes per second, or unlimited.
 pub type Rate = Option<u64>;
@@ -99,6 +105,87 @@ impl fmt::Display for RateSchedule {
                 write!(f, "{}", parts.join(" "))
             }
         }
+    }
+}
+
+/// Bytes per token: fine enough for slow links, coarse enough that a fast
+/// one fits the bucket's `u32` counts.
+const CELL: u64 = 256;
+
+type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
+
+/// Paces one upload to the schedule. The bucket holds half a second's
+/// worth: over any 1-second window at most 1.5× the rate goes out.
+pub struct Throttle {
+    schedule: RateSchedule,
+    /// The rate the bucket was built for, and the bucket.
+    bucket: Option<(u64, Bucket)>,
+}
+
+impl Throttle {
+    pub fn new(schedule: RateSchedule) -> Throttle {
+        Throttle {
+            schedule,
+            bucket: None,
+        }
+    }
+
+    /// The bucket for the rate in force now (a timetable boundary may pass
+    /// during a long upload); `None` while unlimited.
+    fn bucket(&mut self) -> Option<&Bucket> {
+        let Some(rate) = self.schedule.rate_at(local_minute_of_day()) else {
+            self.bucket = None;
+            return None;
+        };
+        if self.bucket.as_ref().is_none_or(|(r, _)| *r != rate) {
+            let per_second = (rate / CELL).clamp(2, u64::from(u32::MAX)) as u32;
+            let burst = (per_second / 2).max(1);
+            let quota = Quota::per_second(NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+            self.bucket = Some((rate, RateLimiter::direct(quota)));
+        }
+        self.bucket.as_ref().map(|(_, b)| b)
+    }
+
+    /// How many bytes to read next, at most `max`: no more than the bucket
+    /// holds, so a chunk never waits for more than half a second's worth.
+    pub fn chunk_len(&mut self, max: usize) -> usize {
+        match self.schedule.rate_at(local_minute_of_day()) {
+            None => max,
+            Some(rate) => {
+                let half_second = (rate / CELL / 2).max(1) * CELL;
+                max.min(half_second as usize).max(1)
+            }
+        }
+    }
+
+    /// Wait until `len` bytes may go (at once while unlimited).
+    pub async fn admit(&mut self, len: usize) {
+        let Some(bucket) = self.bucket() else {
+            return;
+        };
+        let cells = (len as u64).div_ceil(CELL).clamp(1, u64::from(u32::MAX)) as u32;
+        let cells = NonZeroU32::new(cells).unwrap_or(NonZeroU32::MIN);
+        // More than the bucket holds (the rate dropped mid-chunk): let the
+        // chunk go once the bucket is full again.
+        if bucket.until_n_ready(cells).await.is_err() {
+            bucket.until_ready().await;
+        }
+    }
+}
+
+/// Minutes since local midnight (the timetable is in local time, as
+/// rclone's is).
+pub fn local_minute_of_day() -> u16 {
+    // SAFETY: time(2) and localtime_r(3) with valid pointers to our own
+    // stack; localtime_r is the thread-safe variant.
+    unsafe {
+        let t = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return 0;
+        }
+        (tm.tm_hour * 60 + tm.tm_min).clamp(0, 1439) as u16
     }
 }
 
@@ -202,6 +289,16 @@ mod tests {
             let e = RateSchedule::parse(text).expect_err(text);
             assert!(e.contains(says), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn chunks_fit_half_a_second() {
+        let mut unlimited = Throttle::new(RateSchedule::unlimited());
+        assert_eq!(unlimited.chunk_len(256 << 10), 256 << 10);
+        let mut slow = Throttle::new(RateSchedule::parse("100K").expect("rate"));
+        assert_eq!(slow.chunk_len(256 << 10), 50 << 10);
+        let mut fast = Throttle::new(RateSchedule::parse("1G").expect("rate"));
+        assert_eq!(fast.chunk_len(256 << 10), 256 << 10);
     }
 
     #[test]
