@@ -361,28 +361,35 @@ do_burst() {
     echo "8 episodes in $(since "$t0")s, path unit still active"
 }
 
-# The receiver answers 503: every episode is still claimed into the outbox,
-# the path unit stays active, and later episodes are still shipped by it.
+# The receiver answers 503: the first upload pauses the receiver for this
+# host, every episode is still claimed into the outbox (not uploaded: no
+# burst at an overloaded receiver), the path unit stays active, and once the
+# pause is over the next episode is shipped by it.
 do_503() {
-    local i id
+    local i id uploads pause_end
     for i in $(seq 1 6); do behave "r503-$i" status:503; done
     for i in $(seq 1 6); do make_episode "r503-$i" >/dev/null; sleep 0.1; done
     for i in $(seq 1 6); do
         id=r503-$i
-        wait_for "[ -d '$ROOT$DATA/outbox/$id' ] && [ -e '$ROOT$DATA/outbox/$id.retry.json' ]" 5 ||
-            fail "$id not claimed into the outbox with retry state"
-        wait_for "journal_has $id retry 503" 3 || fail "$id: no OUTCOME=retry HTTP_STATUS=503 in the journal"
+        wait_for "[ -d '$ROOT$DATA/outbox/$id' ]" 5 || fail "$id not claimed into the outbox"
     done
+    wait_for "journal_has r503-1 retry 503" 3 || fail "r503-1: no OUTCOME=retry HTTP_STATUS=503 in the journal"
+    [ -e "$ROOT$DATA/.receiver-pause.json" ] || fail "no receiver pause after a 503"
+    uploads=0
+    for i in $(seq 1 6); do journal_has "r503-$i" retry 503 && uploads=$((uploads + 1)); done
+    [ "$uploads" -le 2 ] || fail "$uploads of 6 episodes uploaded into a 503 (a burst)"
     sleep 1
     [ -z "$(ls -A "$ROOT$EP")" ] || fail "episodes/ not empty: $(ls -A "$ROOT$EP")"
     [ "$(unit_prop cis490-ship-episode.path ActiveState)" = active ] ||
         fail "path unit $(unit_prop cis490-ship-episode.path ActiveState) ($(unit_prop cis490-ship-episode.path Result))"
     [ "$(unit_prop cis490-ship-episode.service ActiveState)" != failed ] ||
         fail "ship-episode.service failed on a 503"
+    pause_end=$(sed -n 's/.*"until": *\([0-9]*\).*/\1/p' "$ROOT$DATA/.receiver-pause.json")
+    wait_for "[ \$(date +%s) -ge ${pause_end:-0} ]" 10 || fail "the pause does not end"
     make_episode after-503 >/dev/null
     wait_for "[ -d '$ROOT$DATA/shipped/after-503' ]" 3 || fail "after-503 not shipped by the path unit"
     for i in $(seq 1 6); do unbehave "r503-$i"; done
-    echo "6 episodes answered 503: all claimed into outbox/, path unit active, next episode shipped"
+    echo "6 episodes into a 503: $uploads uploaded, all claimed into outbox/, path unit active; after the pause the next one shipped"
 }
 
 # An episode that cannot be claimed (here: an unusable config) makes the
