@@ -2,8 +2,8 @@
 //! without holding the output in memory.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::path::Path;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 
 use super::CHUNK;
 
@@ -49,8 +49,10 @@ impl WriteProgress {
 }
 
 impl HashingSink {
-    pub(super) fn new(file: File, path: &Path) -> io::Result<HashingSink> {
-        let mut reader = File::open(path)?;
+    /// `file` must be open for reading too: the hashing thread reads it
+    /// back through its own handle (positioned reads, no path to resolve).
+    pub(super) fn new(file: File) -> io::Result<HashingSink> {
+        let reader = file.try_clone()?;
         let progress = std::sync::Arc::new(WriteProgress::default());
         let shared = progress.clone();
         let hasher = std::thread::Builder::new()
@@ -63,7 +65,7 @@ impl HashingSink {
                     let (written, finished) = shared.wait_beyond(hashed)?;
                     while hashed < written {
                         let want = buf.len().min((written - hashed) as usize);
-                        let n = reader.read(&mut buf[..want])?;
+                        let n = reader.read_at(&mut buf[..want], hashed)?;
                         if n == 0 {
                             return Err(io::Error::other("archive shorter than written"));
                         }

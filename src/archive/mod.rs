@@ -17,7 +17,7 @@
 //! read back behind the writer).
 
 use std::cell::Cell;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -80,9 +80,22 @@ pub fn build(
         path: partial_path.to_path_buf(),
         source,
     };
-    // Truncates whatever a crashed run left behind.
-    let file = File::create(partial_path).map_err(write_err)?;
-    let sink = HashingSink::new(file, partial_path).map_err(write_err)?;
+    // Whatever a crashed run left behind goes; the new file is created
+    // exclusively and never through a symlink (the name is predictable).
+    crate::layout::remove_if_present(partial_path)
+        .map_err(|e| write_err(io::Error::other(e.to_string())))?;
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o640)
+            .open(partial_path)
+            .map_err(write_err)?
+    };
+    let sink = HashingSink::new(file).map_err(write_err)?;
     let store_hint = Rc::new(Cell::new(false));
     let gz = HintedGz::new(
         GzWriter::new(sink, Compression::new(gzip_level)).map_err(write_err)?,
@@ -127,7 +140,7 @@ pub fn build(
 /// SHA-256 and size of an existing archive (a staged one, reused on
 /// retry). `on_progress` gets the bytes hashed so far.
 pub fn digest_file(path: &Path, on_progress: &mut dyn FnMut(u64)) -> io::Result<([u8; 32], u64)> {
-    let mut f = File::open(path)?;
+    let mut f = crate::layout::open_nofollow(path)?;
     let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;

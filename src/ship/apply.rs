@@ -3,7 +3,6 @@
 
 use std::time::{Instant, SystemTime};
 
-use crate::failpoint;
 use crate::layout::{
     self, EpisodeId, LayoutError, RetryState, Sidecar, State, remove_if_present, rename_noreplace,
     unix_now,
@@ -180,10 +179,10 @@ impl Shipper {
             attempts: a.attempt,
         }
         .store(&self.layout, id)?;
-        crate::failpoint!(failpoint::SETTLE_AFTER_SIDECAR);
+        crate::failpoint!(crate::failpoint::SETTLE_AFTER_SIDECAR);
         rename_noreplace(&self.layout.episode_dir(from, id), &dest)?;
         layout::sync_dir(&self.layout.state_dir(to))?;
-        crate::failpoint!(failpoint::SETTLE_AFTER_RENAME);
+        crate::failpoint!(crate::failpoint::SETTLE_AFTER_RENAME);
         Ok(())
     }
 
@@ -191,7 +190,7 @@ impl Shipper {
     /// crash before this leaves files with no episode beside them, which
     /// the next prune removes.
     fn clean_outbox(&self, id: &EpisodeId) {
-        crate::failpoint!(failpoint::CLEANUP_BEFORE);
+        crate::failpoint!(crate::failpoint::CLEANUP_BEFORE);
         for leftover in [self.layout.archive(id), self.layout.retry_file(id)] {
             if let Err(e) = remove_if_present(&leftover) {
                 tracing::warn!(EPISODE_ID = %id, "{e}");

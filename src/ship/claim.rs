@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use crate::failpoint;
 use crate::layout::{self, EpisodeId, LayoutError, State, remove_if_present, rename_noreplace};
 use crate::machine::Claim;
 
@@ -92,11 +91,11 @@ impl Shipper {
                 Err(e) => return Claim::Failed(e.to_string()),
             }
         }
-        crate::failpoint!(failpoint::CLAIM_BEFORE_RENAME);
+        crate::failpoint!(crate::failpoint::CLAIM_BEFORE_RENAME);
         match rename_noreplace(&from, &to) {
             Ok(()) => match layout::sync_dir(&self.layout.state_dir(State::Outbox)) {
                 Ok(()) => {
-                    crate::failpoint!(failpoint::CLAIM_AFTER_RENAME);
+                    crate::failpoint!(crate::failpoint::CLAIM_AFTER_RENAME);
                     Claim::Claimed
                 }
                 Err(e) => Claim::Failed(e.to_string()),
