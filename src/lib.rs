@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod cli;
+pub mod client_cert;
 pub mod config;
 pub mod doctor;
 pub mod exit;
