@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod bandwidth;
 pub mod cli;
+pub mod client_cert;
 pub mod config;
 pub mod doctor;
 pub mod exit;

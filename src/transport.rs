@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 
+use crate::client_cert::{self, CertInfo, IdentityFiles};
 use crate::config::ReceiverConfig;
 use crate::layout::EpisodeId;
 
@@ -43,6 +44,10 @@ pub enum SetupError {
         path: PathBuf,
         message: String,
     },
+    /// Our own certificate cannot be used (expired, not yet valid, a key
+    /// that does not match): a host-level error, nothing is uploaded.
+    #[error("{message}: {fix}")]
+    ClientCert { message: String, fix: String },
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
     #[error("receiver.url: cannot build the upload URL for {0}")]
@@ -102,6 +107,8 @@ pub struct Transport {
     base_url: reqwest::Url,
     bearer: Option<String>,
     stall_timeout: Duration,
+    /// The client certificate's dates, read once at setup.
+    client_cert: Option<(IdentityFiles, CertInfo)>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -149,16 +156,22 @@ impl Transport {
             }
             builder = builder.tls_certs_only(certs);
         }
+        let mut client_cert = None;
         if let (Some(cert), Some(key)) = (&rcv.client_cert, &rcv.client_key) {
             let mut pem = read_file("client_cert", cert)?;
+            let key_pem = read_file("client_key", key)?;
+            let files = IdentityFiles::new(cert, key);
+            let info = client_cert::check(&pem, &key_pem, crate::layout::unix_now())
+                .map_err(|problem| client_cert_error(&files, &problem))?;
             pem.push(b'\n');
-            pem.extend(read_file("client_key", key)?);
+            pem.extend(key_pem);
             let identity = reqwest::Identity::from_pem(&pem).map_err(|e| SetupError::Invalid {
                 key: "client_cert",
                 path: cert.clone(),
                 message: format!("client certificate and key do not load: {e}"),
             })?;
             builder = builder.identity(identity);
+            client_cert = Some((files, info));
         }
         if !rcv.verify_tls {
             builder = builder.tls_danger_accept_invalid_certs(true);
@@ -176,7 +189,21 @@ impl Transport {
             base_url,
             bearer: rcv.bearer_token.as_ref().map(|s| s.expose().to_string()),
             stall_timeout,
+            client_cert,
         })
+    }
+
+    /// Is the client certificate still valid at `now`? For a long-running
+    /// process, before each pass: compares the dates read at setup with the
+    /// clock, reads no file.
+    pub fn check_client_cert(&self, now: u64) -> Result<(), SetupError> {
+        match &self.client_cert {
+            Some((files, info)) => match info.problem_at(now) {
+                Some(problem) => Err(client_cert_error(files, &problem)),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
     }
 
     /// `{url}/episodes/{host_id}/{episode_id}`, each segment percent-encoded.
@@ -250,6 +277,13 @@ impl Transport {
                 }
             }
         })
+    }
+}
+
+fn client_cert_error(files: &IdentityFiles, problem: &client_cert::CertProblem) -> SetupError {
+    SetupError::ClientCert {
+        message: files.describe(problem),
+        fix: files.fix(problem),
     }
 }
 

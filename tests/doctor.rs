@@ -287,3 +287,183 @@ fn binary_with_a_broken_config_is_critical() {
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("verfy_tls"), "{stdout}");
 }
+
+// ---------------------------------------------------------- client_cert
+
+/// A client certificate (PEM, signed by a throwaway CA) valid from
+/// `not_before` to `not_after` (unix seconds), and its key.
+fn client_identity(not_before: u64, not_after: u64) -> (String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["lab-7".to_string()]).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "lab-7");
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + Duration::from_secs(not_before);
+    params.not_after = epoch + Duration::from_secs(not_after);
+    let cert = params.signed_by(&key, &issuer).expect("sign");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Write the identity into `dir` and read it as doctor does.
+fn client_cert_facts(dir: &Path, cert_pem: &str, key_pem: &str) -> doctor::ClientCertFacts {
+    let cert = dir.join("client.pem");
+    let key = dir.join("client.key");
+    fs::write(&cert, cert_pem).expect("cert");
+    fs::write(&key, key_pem).expect("key");
+    let receiver = cis490::config::ReceiverConfig {
+        url: "https://collector.wg".into(),
+        ca_bundle: None,
+        client_cert: Some(cert),
+        client_key: Some(key),
+        bearer_token: None,
+        bearer_token_source: None,
+        verify_tls: true,
+    };
+    doctor::read_client_cert(&receiver).expect("mutual TLS is configured")
+}
+
+#[test]
+fn client_certificate_rows() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut f = facts("clean.jsonl");
+    let now = f.now;
+    let day = 86_400;
+    assert!(
+        !has(&doctor::assess(&f), "client_cert"),
+        "no mutual TLS, no row"
+    );
+
+    let (cert, key) = client_identity(now - 300 * day, now + 200 * day);
+    f.client_cert = Some(client_cert_facts(d.path(), &cert, &key));
+    let r = doctor::assess(&f);
+    assert_eq!(r.verdict, Verdict::Ok);
+    let green = row(&r, "client_cert");
+    assert_eq!(green.severity, Severity::Green);
+    assert!(green.title.contains("valid until"), "{}", green.title);
+    assert!(green.detail.contains("CN=lab-7"), "{}", green.detail);
+
+    // Expires in 5 days: yellow, with the date and the fix.
+    let not_after = now + 5 * day + 3600;
+    let (cert, key) = client_identity(now - 300 * day, not_after);
+    f.client_cert = Some(client_cert_facts(d.path(), &cert, &key));
+    let r = doctor::assess(&f);
+    assert_eq!(r.verdict, Verdict::Warning);
+    let yellow = row(&r, "client_cert");
+    assert_eq!(yellow.severity, Severity::Yellow);
+    let date = cis490::time::utc_minutes(not_after);
+    assert_eq!(
+        yellow.title,
+        format!("the client certificate expires in 5 days ({date})")
+    );
+    let fix = yellow.fix.as_deref().unwrap_or_default();
+    let cert_path = d.path().join("client.pem");
+    assert!(
+        fix.starts_with(&format!("before {date}, renew it"))
+            && fix.contains(&cert_path.display().to_string())
+            && fix.contains("systemctl restart cis490-ship-scanner")
+            && fix.contains("doctor"),
+        "{fix}"
+    );
+    // Just over 15 days before the date: still green.
+    f.now = now - 10 * day;
+    assert_eq!(
+        row(&doctor::assess(&f), "client_cert").severity,
+        Severity::Green
+    );
+
+    // Once that date has passed: red, first, with the file and the date.
+    f.now = not_after + 1;
+    let r = doctor::assess(&f);
+    assert_eq!(r.verdict, Verdict::Critical);
+    assert_eq!(r.rows[0].check, "client_cert");
+    assert_eq!(r.rows[0].severity, Severity::Red);
+    assert_eq!(
+        r.rows[0].title,
+        format!("the client certificate expired on {date}: nothing ships")
+    );
+    assert!(
+        r.rows[0].detail.starts_with(&format!(
+            "receiver.client_cert {} expired on {date}",
+            cert_path.display()
+        )),
+        "{}",
+        r.rows[0].detail
+    );
+    assert!(
+        r.summary
+            .starts_with("CRITICAL: the client certificate expired")
+    );
+
+    // A key of another certificate: red, whatever the dates.
+    f.now = now;
+    let (_, other_key) = client_identity(now - day, now + 200 * day);
+    f.client_cert = Some(client_cert_facts(d.path(), &cert, &other_key));
+    let red = row(&doctor::assess(&f), "client_cert").clone();
+    assert_eq!(red.severity, Severity::Red);
+    assert!(red.title.contains("does not match"), "{}", red.title);
+
+    // Unreadable: red, naming the file.
+    fs::remove_file(&cert_path).expect("rm");
+    let key_path = d.path().join("client.key");
+    let receiver = cis490::config::ReceiverConfig {
+        url: "https://collector.wg".into(),
+        ca_bundle: None,
+        client_cert: Some(cert_path.clone()),
+        client_key: Some(key_path),
+        bearer_token: None,
+        bearer_token_source: None,
+        verify_tls: true,
+    };
+    f.client_cert = doctor::read_client_cert(&receiver);
+    let red = row(&doctor::assess(&f), "client_cert").clone();
+    assert_eq!(red.severity, Severity::Red);
+    assert!(
+        red.detail
+            .contains(&format!("{}: cannot read it", cert_path.display())),
+        "{}",
+        red.detail
+    );
+}
+
+#[test]
+fn binary_warns_of_a_certificate_about_to_expire() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(d.path());
+    let now = cis490::layout::unix_now();
+    let (cert, key) = client_identity(now - 86_400, now + 5 * 86_400 + 3600);
+    fs::write(d.path().join("client.pem"), cert).expect("cert");
+    fs::write(d.path().join("client.key"), key).expect("key");
+    let mut text = fs::read_to_string(&cfg).expect("config");
+    text.push_str(&format!(
+        "client_cert = \"{}\"\nclient_key = \"{}\"\n",
+        d.path().join("client.pem").display(),
+        d.path().join("client.key").display()
+    ));
+    fs::write(&cfg, text).expect("config");
+    let out = doctor_bin()
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--journal-file")
+        .arg(fixture("clean.jsonl"))
+        .arg("--json")
+        .output()
+        .expect("run doctor");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = v["rows"].as_array().expect("rows");
+    let cert_row = rows
+        .iter()
+        .find(|r| r["check"] == "client_cert")
+        .unwrap_or_else(|| panic!("no client_cert row in {v:#}"));
+    assert_eq!(cert_row["severity"], "yellow", "{cert_row:#}");
+    assert!(
+        cert_row["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("the client certificate expires in 5 days")),
+        "{cert_row:#}"
+    );
+}

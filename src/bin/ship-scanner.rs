@@ -142,14 +142,19 @@ fn run(scanner: &mut Scanner, heartbeat: &mut Heartbeat, interval: Duration) -> 
     let mut last_status = status;
     while !signals::stop_requested() {
         let started = Instant::now();
-        if let Ok(report) = guarded_pass(scanner, heartbeat)
-            && !report.run.episodes.is_empty()
-        {
-            tracing::debug!(
+        match guarded_pass(scanner, heartbeat) {
+            Ok(report) if !report.run.episodes.is_empty() => tracing::debug!(
                 "pass: {} episode(s) handled in {:.0} ms",
                 report.run.episodes.len(),
                 started.elapsed().as_secs_f64() * 1000.0
-            );
+            ),
+            // This host cannot ship (its client certificate expired): exit
+            // as a start would, and let Restart= read the renewed files.
+            Err(exit::CONFIG) => {
+                heartbeat.stopping();
+                return ExitCode::from(exit::CONFIG);
+            }
+            _ => {}
         }
         heartbeat.beat();
         let status = scanner.status();

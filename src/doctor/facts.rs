@@ -5,7 +5,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::activity::is_success;
-use crate::config::Config;
+use crate::client_cert::{self, CertInfo, CertProblem, IdentityFiles};
+use crate::config::{Config, ReceiverConfig};
 use crate::journal::{self, JournalRead};
 use crate::layout::{self, EpisodeId, Layout, RetryState, Sidecar, State};
 use crate::unit_state::{self, UnitsRead};
@@ -24,6 +25,8 @@ pub struct Facts {
     /// `None` when the config could not be loaded (no data_root to look at).
     pub data: Option<Result<DataFacts, String>>,
     pub disk: Option<Result<Disk, String>>,
+    /// `None` without mutual TLS (or without a config).
+    pub client_cert: Option<ClientCertFacts>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,6 +50,14 @@ pub enum ConfigFacts {
         path: PathBuf,
         message: String,
     },
+}
+
+/// The client certificate and key, read and matched; the dates are judged
+/// against [`Facts::now`] by `assess`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCertFacts {
+    pub files: IdentityFiles,
+    pub inspected: Result<CertInfo, CertProblem>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -124,6 +135,7 @@ pub fn gather(opts: &Options) -> Facts {
     };
     let data = loaded.as_ref().map(|c| read_data(&c.data_root));
     let disk = loaded.as_ref().map(|c| statvfs(&c.data_root));
+    let client_cert = loaded.as_ref().and_then(|c| read_client_cert(&c.receiver));
 
     let window_has_success = matches!(&journal, JournalRead::Lines { entries, .. }
         if entries.iter().any(is_success));
@@ -151,7 +163,23 @@ pub fn gather(opts: &Options) -> Facts {
         config,
         data,
         disk,
+        client_cert,
     }
+}
+
+/// The files the shipper would present, read as the shipper reads them.
+pub fn read_client_cert(rcv: &ReceiverConfig) -> Option<ClientCertFacts> {
+    let (cert, key) = (rcv.client_cert.as_ref()?, rcv.client_key.as_ref()?);
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read it: {e}"));
+    let inspected = match (read(cert), read(key)) {
+        (Err(e), _) => Err(CertProblem::CertUnreadable(e)),
+        (Ok(_), Err(e)) => Err(CertProblem::KeyUnreadable(e)),
+        (Ok(cert_pem), Ok(key_pem)) => client_cert::inspect(&cert_pem, &key_pem),
+    };
+    Some(ClientCertFacts {
+        files: IdentityFiles::new(cert, key),
+        inspected,
+    })
 }
 
 /// Backlog and quarantine: the state directories are listed (no tree is

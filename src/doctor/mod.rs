@@ -19,8 +19,8 @@ mod render;
 mod rows;
 
 pub use facts::{
-    ConfigFacts, DataFacts, Disk, Facts, LastSuccess, Options, OutboxItem, QuarantineItem, gather,
-    parse_since, read_data, statvfs,
+    ClientCertFacts, ConfigFacts, DataFacts, Disk, Facts, LastSuccess, Options, OutboxItem,
+    QuarantineItem, gather, parse_since, read_client_cert, read_data, statvfs,
 };
 pub use render::render_text;
 
@@ -129,8 +129,9 @@ impl Row {
 
 /// The order rows of equal severity are shown in: 412 before 400 (more
 /// actionable), problems that stop shipping before those that slow it.
-const CHECK_ORDER: [&str; 15] = [
+const CHECK_ORDER: [&str; 16] = [
     "config",
+    "client_cert",
     "rejected_412",
     "rejected_400",
     "id_reused",

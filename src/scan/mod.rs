@@ -167,7 +167,12 @@ impl Scanner {
     /// due time, then ready episodes), unless the receiver is paused. After
     /// a pause, the first upload is a probe: if it fails, the pause grows
     /// and nothing else is sent.
+    ///
+    /// A client certificate that expired since the start is an error like
+    /// at the start (exit 78), before anything is touched: the renewed
+    /// files are read by the next start.
     pub fn pass(&mut self, heartbeat: &mut Heartbeat) -> Result<PassReport, ShipError> {
+        self.shipper.check_client_cert(unix_now())?;
         self.refresh()?;
         let mut run = RunReport::default();
         let now = unix_now();

@@ -86,6 +86,11 @@ impl Shipper {
         &self.layout
     }
 
+    /// The client certificate still valid at `now` (dates read at setup).
+    pub fn check_client_cert(&self, now: u64) -> Result<(), ShipError> {
+        Ok(self.transport.check_client_cert(now)?)
+    }
+
     /// Set this to abort an upload in flight (the episode stays in the outbox).
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()

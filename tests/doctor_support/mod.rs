@@ -76,6 +76,7 @@ pub fn facts_with(journal: JournalRead) -> Facts {
             avail_bytes: 50 << 30,
             total_bytes: 100 << 30,
         })),
+        client_cert: None,
     }
 }
 

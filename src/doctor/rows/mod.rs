@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::activity::Activity;
 use super::{Facts, Row};
 
+mod client_cert;
 mod config;
 mod data;
 mod disk;
@@ -17,6 +18,7 @@ mod units;
 pub(super) fn build(f: &Facts, activity: Option<&Activity>, window: &str) -> Vec<Row> {
     let mut rows = Vec::new();
     config::config_row(f, &mut rows);
+    client_cert::client_cert_row(f, &mut rows);
     if let Some(a) = activity {
         journal::journal_rows(f, a, window, &mut rows);
     }
