@@ -87,8 +87,9 @@ pub fn prune_since_build(
         built,
         dry_run,
     };
+    let leftovers = rules(State::Outbox, 0);
     let mut run = Run::new(layout, dry_run);
-    if !rules(State::Outbox, 0).clock_right() {
+    if !leftovers.clock_right() {
         run.clock_wrong(now, built);
     }
     settled(
@@ -99,7 +100,7 @@ pub fn prune_since_build(
         &mut run,
         &rules(State::Shipped, retention.keep_local_for_days),
     );
-    outbox(&mut run, &rules(State::Outbox, 0));
+    outbox(&mut run, &leftovers);
     let report = run.into_report();
     if !dry_run {
         report.log_summary();
