@@ -500,7 +500,11 @@ impl RetryState {
 pub struct Sidecar {
     pub episode_id: String,
     pub state: State,
-    /// Unix seconds when the episode entered this state (retention counts from here).
+    /// Unix seconds when the episode entered this state (retention counts
+    /// from here). When the clock had it wrong, `quarantine-prune` sets it
+    /// to when it first saw the episode with a right clock and keeps the
+    /// time first recorded beside it as `entered_at_untrusted` (see
+    /// [`crate::prune::clock`]).
     pub entered_at: u64,
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -74,6 +74,24 @@ pub fn human_span(secs: u64) -> String {
     }
 }
 
+/// When a "not before" time read back from disk comes, as of `now`: `due`
+/// as written at `written_at` (the file's mtime) by rules that never set
+/// one more than `horizon` seconds ahead. All in unix seconds.
+///
+/// - Beyond the horizon (the clock was far ahead when it was written, or
+///   the file was edited): due at the horizon, counted from when it was
+///   written, so that reading it again does not push it further out.
+/// - Written after `now`, by a clock that has been set back since: its
+///   times say nothing, so it is due now.
+/// - Not knowing when it was written: the horizon counts from `now`.
+pub fn due_within_horizon(due: u64, written_at: Option<u64>, now: u64, horizon: u64) -> u64 {
+    match written_at {
+        Some(written) if written > now => due.min(now),
+        Some(written) => due.min(written.saturating_add(horizon)),
+        None => due.min(now.saturating_add(horizon)),
+    }
+}
+
 /// "at 2026-11-27 03:15 UTC (12 min ago)" / "(in 3 h)".
 pub fn when(t: u64, now: u64) -> String {
     let rel = if t <= now {
@@ -107,6 +125,34 @@ mod tests {
         for days in [-800_000, -1, 0, 59, 60, 10_956, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+    }
+
+    #[test]
+    fn due_times_from_disk_within_the_horizon() {
+        const NOW: u64 = 1_800_000_000;
+        const H: u64 = 86_401;
+        const YEARS: u64 = 10 * 365 * DAY;
+        // (row, due, written at, expected)
+        #[rustfmt::skip]
+        let table = [
+            ("a backoff, written just now", NOW + 300, Some(NOW), NOW + 300),
+            ("passed already", NOW - 5, Some(NOW - 100), NOW - 5),
+            ("a full Retry-After", NOW + H - 10, Some(NOW - 10), NOW + H - 10),
+            ("a second beyond it", NOW + H - 9, Some(NOW - 10), NOW + H - 10),
+            ("years ahead, written a minute ago", NOW + YEARS, Some(NOW - 60), NOW - 60 + H),
+            // Read again later: the same answer, not pushed further out.
+            ("years ahead, written two horizons ago", NOW + YEARS, Some(NOW - 2 * H), NOW - H),
+            ("written by a clock set back since", NOW + YEARS + 300, Some(NOW + YEARS), NOW),
+            ("written a second ahead", NOW + 300, Some(NOW + 1), NOW),
+            ("written ahead, already due", NOW - 5, Some(NOW + 1), NOW - 5),
+            ("written when, unknown", NOW + 300, None, NOW + 300),
+            ("written when, unknown, years ahead", NOW + YEARS, None, NOW + H),
+            ("no overflow", u64::MAX, Some(u64::MAX - 1), u64::MAX),
+        ];
+        for (row, due, written, expected) in table {
+            let now = if row == "no overflow" { u64::MAX } else { NOW };
+            assert_eq!(due_within_horizon(due, written, now, H), expected, "{row}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use cis490::layout::Layout;
-use cis490::prune::{PruneReport, human_bytes, prune};
+use cis490::prune::{PruneReport, clock, human_bytes, prune_since_build};
 use clap::Parser;
 
 /// Delete settled episodes past their retention, and what crashed runs left.
@@ -16,9 +16,12 @@ use clap::Parser;
 /// (default 30) and `shipped/<id>` older than `retention.keep_local_for_days`
 /// (default 7); 0 disables either. Age counts from when the episode entered
 /// that state (its sidecar, else the directory's ctime), never from the
-/// recording's file times. Also removes orphan sidecars, stale partial
-/// archives and temp files; never an episode in `outbox/` (unshipped data).
-/// Locked entries (being requeued) are skipped. Needs no network.
+/// recording's file times, and never time the clock had wrong: a clock
+/// before this binary's build date deletes nothing by age, and an entry time
+/// long before it or in the future restarts the count (recorded in the
+/// sidecar). Also removes orphan sidecars, stale partial archives and temp
+/// files; never an episode in `outbox/` (unshipped data). Locked entries
+/// (being requeued) are skipped. Needs no network.
 ///
 /// Exit status: 0 all went well (skips included); 74 something could not be
 /// removed; 78 the config is unusable.
@@ -48,6 +51,17 @@ fn print_report(r: &PruneReport) {
             human_bytes(x.bytes)
         );
     }
+    let restart = if r.dry_run {
+        "would restart"
+    } else {
+        "restarted"
+    };
+    for x in &r.restarted {
+        println!(
+            "{restart} the retention count of {}/{}  ({})",
+            x.state, x.episode_id, x.reason
+        );
+    }
     for s in &r.skipped {
         println!("skipped {}/{}  ({})", s.state, s.name, s.reason);
     }
@@ -63,7 +77,13 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let layout = Layout::new(&config.data_root);
-    let report = prune(&layout, &config.retention, SystemTime::now(), args.dry_run);
+    let report = prune_since_build(
+        &layout,
+        &config.retention,
+        SystemTime::now(),
+        clock::build_date(),
+        args.dry_run,
+    );
     // The journal has one line per removal and a summary; elsewhere, print
     // them (always for a dry run: that is what it is for).
     if args.dry_run || std::io::stdout().is_terminal() || !cis490::logging::stderr_is_journal() {

@@ -9,6 +9,8 @@ use crate::client_cert::{self, CertInfo, CertProblem, IdentityFiles};
 use crate::config::{Config, ReceiverConfig};
 use crate::journal::{self, JournalRead};
 use crate::layout::{self, EpisodeId, Layout, RetryState, Sidecar, State};
+use crate::machine::retry_horizon;
+use crate::time::due_within_horizon;
 use crate::unit_state::{self, UnitsRead};
 
 /// Everything `assess` looks at, gathered once.
@@ -238,7 +240,18 @@ fn outbox_item(layout: &Layout, id: &EpisodeId) -> OutboxItem {
         id: id.to_string(),
         since: claimed.or(ctime),
         attempts: retry.as_ref().map_or(0, |r| r.attempts),
-        next_attempt_at: retry.as_ref().map(|r| r.next_attempt_at),
+        // As the scanner reads it: within the horizon of the file's writing.
+        next_attempt_at: retry.as_ref().map(|r| {
+            let written_at = std::fs::metadata(layout.retry_file(id))
+                .ok()
+                .map(|m| m.mtime().max(0) as u64);
+            due_within_horizon(
+                r.next_attempt_at,
+                written_at,
+                layout::unix_now(),
+                retry_horizon().as_secs(),
+            )
+        }),
         last_error: retry.map(|r| r.last_error).filter(|e| !e.is_empty()),
     }
 }

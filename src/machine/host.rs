@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layout::unix_secs_ceil;
 use crate::outcome::{Verdict, backoff_with};
+use crate::time::due_within_horizon;
 use crate::transport::MAX_RETRY_AFTER;
 
 /// The longest pause the schedule gives (a Retry-After may ask for more).
@@ -92,9 +93,19 @@ pub struct HostPause {
 }
 
 impl HostPause {
+    /// The pause as read back from a file written at `written_at` (its
+    /// mtime): one that reaches further than any rule sets (the clock was
+    /// ahead when it was written, a hand-edited file) ends at that horizon
+    /// from when it was written; one written after `now`, by a clock set
+    /// back since, is over. So a wrong clock never pauses uploads for years.
+    pub fn as_read(mut self, written_at: Option<u64>, now: u64) -> HostPause {
+        self.until = due_within_horizon(self.until, written_at, now, horizon().as_secs());
+        self
+    }
+
     /// Still holding uploads back at `now`? A pause that reaches further
-    /// than any rule could set was written with a wrong clock (or edited by
-    /// hand): it does not hold, and the next answer rewrites it.
+    /// than any rule could set from `now` was written with a wrong clock (or
+    /// edited by hand): it does not hold, and the next answer rewrites it.
     pub fn holds(&self, now: u64) -> bool {
         now < self.until && self.until <= now.saturating_add(horizon().as_secs())
     }
@@ -308,5 +319,43 @@ mod tests {
             }
             .holds(NOW)
         );
+    }
+
+    fn pause(until: u64) -> HostPause {
+        HostPause {
+            until,
+            failures: 3,
+            refused: false,
+            status: Some(503),
+            reason: "HTTP 503".into(),
+            fix: None,
+        }
+    }
+
+    /// A pause file that says "until 10 years from now" (written while the
+    /// clock was ahead, or by hand) holds for at most the horizon after it
+    /// was written, however often it is read again.
+    #[test]
+    fn a_pause_read_back_ends_within_the_horizon_of_its_writing() {
+        let h = horizon().as_secs();
+        let years = NOW + 10 * 365 * 86_400;
+        // Beyond the horizon from `now`, a pause never holds.
+        assert!(!pause(years).holds(NOW + 5 * h));
+        // (row, until, written at, read at, holds)
+        #[rustfmt::skip]
+        let table = [
+            ("an ordinary pause", NOW + 300, Some(NOW), NOW + 299, true),
+            ("an ordinary pause, over", NOW + 300, Some(NOW), NOW + 300, false),
+            ("years ahead, just written", years, Some(NOW), NOW + 60, true),
+            ("years ahead, a horizon after writing", years, Some(NOW), NOW + h, false),
+            ("years ahead, read again much later", years, Some(NOW), NOW + 5 * h, false),
+            ("written by a clock 10 years ahead", years, Some(years - 300), NOW, false),
+            ("written when, unknown", years, None, NOW, true),
+        ];
+        for (row, until, written, now, holds) in table {
+            let p = pause(until).as_read(written, now);
+            assert_eq!(p.holds(now), holds, "{row}: {p:?}");
+            assert!(p.until <= now.max(written.unwrap_or(now)) + h, "{row}");
+        }
     }
 }

@@ -24,6 +24,16 @@ use std::time::{Duration, SystemTime};
 
 use crate::layout::{EpisodeId, RetryState, State, unix_secs_ceil};
 use crate::outcome::{OutcomeKind, Verdict, backoff_with};
+use crate::transport::MAX_RETRY_AFTER;
+
+/// The furthest ahead a retry is ever scheduled: the longest backoff (its
+/// last step, with the most jitter) or the longest Retry-After honoured,
+/// whichever is longer, plus the second that rounding up adds. A retry
+/// file that says more was written by a clock that was wrong (see
+/// [`crate::time::due_within_horizon`]).
+pub fn retry_horizon() -> Duration {
+    backoff_with(u32::MAX, None, 1.0).max(MAX_RETRY_AFTER) + Duration::from_secs(1)
+}
 
 /// What to do with an episode, given where it was found.
 #[derive(Debug, Clone, PartialEq)]

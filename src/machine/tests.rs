@@ -169,6 +169,38 @@ fn jitter_spreads_within_twenty_percent_and_retry_after_is_a_floor() {
     assert_eq!(due, NOW + 2, "0.5 s + max(0.8 s, 1 s) rounds up to 2 s");
 }
 
+/// No rule schedules a retry beyond [`retry_horizon`], counted from the
+/// whole second the retry file is written in: a file that says more was
+/// written by a wrong clock. The longest Retry-After reaches it exactly.
+#[test]
+fn no_retry_is_scheduled_beyond_the_horizon() {
+    let horizon = retry_horizon().as_secs();
+    assert_eq!(horizon, MAX_RETRY_AFTER.as_secs() + 1);
+    let mut furthest = 0;
+    for before in [0u32, 1, 8, 9, 50, u32::MAX - 1] {
+        for retry_after in [None, Some(0), Some(3600), Some(MAX_RETRY_AFTER.as_secs())] {
+            for jitter in [0.0, 0.5, 0.999_999, 1.0] {
+                let transient = Attempt::Answered(Verdict::Transient {
+                    status: Some(503),
+                    reason: "HTTP 503".into(),
+                    retry_after: retry_after.map(Duration::from_secs),
+                });
+                let t = now() + Duration::from_millis(999);
+                let Transition::Retry { due, .. } = decide(transient, &prior(before), t, jitter)
+                else {
+                    panic!("not a retry");
+                };
+                assert!(
+                    due - NOW <= horizon,
+                    "{before} {retry_after:?} {jitter}: {due}"
+                );
+                furthest = furthest.max(due - NOW);
+            }
+        }
+    }
+    assert_eq!(furthest, horizon);
+}
+
 #[test]
 fn where_it_is_decides_the_start() {
     let rows = [

@@ -1,18 +1,21 @@
 //! Doing what was decided: find out what `decide` asks for, then delete
-//! (an episode via a hidden `.deleting-<id>` rename), log each outcome and
-//! keep the report.
+//! (an episode via a hidden `.deleting-<id>` rename) or restart a
+//! retention count, log each outcome and keep the report.
 
 use std::fs;
 use std::io;
+use std::time::SystemTime;
 
 use super::decide::{
-    Candidate, Decision, Deletion, Fact, Facts, LockTarget, Rules, decide, episode_part,
+    Candidate, Decision, Deletion, Fact, Facts, LockTarget, Restart, Rules, decide, episode_part,
 };
 use super::gather::{self, Found, Scan, read_small_file, tree_bytes};
-use super::report::{Failure, PruneReport, Removal, Skip};
+use super::report::{Failure, PruneReport, Removal, Restarted, Skip};
+use super::restart::{self, NotRestarted};
 use super::{DELETING_PREFIX, human_bytes};
-use crate::layout::{self, Layout, SIDECAR_SUFFIX, State};
+use crate::layout::{self, Layout, SIDECAR_SUFFIX, State, unix_secs};
 use crate::lock::EpisodeLock;
+use crate::time::rfc3339;
 
 /// One prune run: where, and what happened so far.
 pub struct Run<'a> {
@@ -57,6 +60,18 @@ impl<'a> Run<'a> {
         self.report.kept.push((state, count));
     }
 
+    /// The clock is before the build date: say so once for the run.
+    pub fn clock_wrong(&mut self, now: SystemTime, built: SystemTime) {
+        let why = format!(
+            "the clock reads {}, before this build ({}): it is wrong, so no age can be \
+             measured and nothing is deleted by age until it is set right",
+            rfc3339(unix_secs(now)),
+            rfc3339(unix_secs(built))
+        );
+        tracing::warn!(CLOCK_WRONG = true, "{why}");
+        self.report.clock_wrong = Some(why);
+    }
+
     /// One listing of a state directory; a failure is reported, a missing
     /// directory is simply empty.
     pub fn list(&mut self, state: State) -> Option<Scan> {
@@ -88,6 +103,11 @@ impl<'a> Run<'a> {
             // (Need never leaves the loop.)
             Decision::Need(_) | Decision::Leave(_) => {}
             Decision::Keep(_) => return true,
+            Decision::RestartCount(r) => {
+                let sidecar = found.take().and_then(|f| f.sidecar);
+                self.restart(state, name, r, sidecar.as_deref());
+                return true;
+            }
             Decision::Skip(reason) => self.skip(state, name, reason.to_string()),
             Decision::Fail(message) => self.fail(state, name, message),
             Decision::DeleteEpisode(d) => {
@@ -213,6 +233,46 @@ impl<'a> Run<'a> {
                 Err(e) => self.fail(state, name, format!("cannot remove: {e}")),
             },
         }
+    }
+
+    /// Record that episode `id`'s retention counts from `r.from` (under its
+    /// lock): rewrite its sidecar, which held `sidecar`, or write one.
+    fn restart(&mut self, state: State, id: &str, r: Restart, sidecar: Option<&[u8]>) {
+        let (recorded, from) = (unix_secs(r.recorded), unix_secs(r.from));
+        if !r.dry_run {
+            let path = self
+                .layout
+                .state_dir(state)
+                .join(format!("{id}{SIDECAR_SUFFIX}"));
+            let done = match sidecar {
+                Some(seen) => restart::rewrite(&path, seen, from, recorded),
+                None => restart::create(&path, id, state, from, recorded),
+            };
+            match done {
+                Ok(()) => {}
+                Err(NotRestarted::Changed) => {
+                    return self.skip(state, id, "its sidecar changed meanwhile".into());
+                }
+                Err(NotRestarted::Failed(m)) => {
+                    let why = format!("cannot restart its retention count ({}): {m}", r.reason);
+                    return self.fail(state, id, why);
+                }
+            }
+            tracing::warn!(
+                EPISODE_ID = id,
+                STATE = state.dir_name(),
+                OUTCOME = "retention_restarted",
+                "kept {state}/{id}: {}",
+                r.reason
+            );
+        }
+        self.report.restarted.push(Restarted {
+            state,
+            episode_id: id.to_string(),
+            recorded,
+            from,
+            reason: r.reason,
+        });
     }
 
     fn remove_sidecar_if_unchanged(&mut self, state: State, id: &str, seen: Option<&[u8]>) {

@@ -1,6 +1,7 @@
 //! Deciding, apart from doing: what becomes of one entry of a state
 //! directory, from what is known about it. No disk, no clock (the time is
-//! [`Rules::now`]).
+//! [`Rules::now`], the build date [`Rules::built`]; see [`super::clock`]
+//! for why the clock is not always believed).
 //!
 //! [`decide`] asks for each fact it lacks ([`Decision::Need`]) in the order
 //! the checks need it, and the caller finds out exactly that and asks
@@ -11,6 +12,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use super::clock::{FUTURE_SLACK, TRUSTED_BEFORE_BUILD};
 use super::gather::Scan;
 use super::report::Kind;
 use super::{DAY, DELETING_PREFIX, LEFTOVER_GRACE};
@@ -95,6 +97,9 @@ pub struct Rules {
     /// Retention of settled episodes in days; 0 keeps them forever.
     pub keep_days: u32,
     pub now: SystemTime,
+    /// When this binary was built: a clock reading before it is wrong.
+    /// `UNIX_EPOCH` believes every time.
+    pub built: SystemTime,
     /// Decide as usual (locks included), but only report deletions.
     pub dry_run: bool,
 }
@@ -103,6 +108,33 @@ impl Rules {
     fn age(&self, since: SystemTime) -> Duration {
         self.now.duration_since(since).unwrap_or(Duration::ZERO)
     }
+
+    /// Whether ages can be measured at all: a clock before the build date
+    /// is wrong, by an unknown amount.
+    pub fn clock_right(&self) -> bool {
+        self.now >= self.built
+    }
+
+    /// Why a recorded entry time was taken by a wrong clock, if it was:
+    /// long before the build date, or in the future.
+    fn distrust(&self, at: SystemTime) -> Option<String> {
+        let earliest = self.built.checked_sub(TRUSTED_BEFORE_BUILD);
+        if earliest.is_some_and(|earliest| at < earliest) {
+            return Some(format!(
+                "more than {} days before this build ({})",
+                TRUSTED_BEFORE_BUILD.as_secs() / 86_400,
+                rfc3339(self.built)
+            ));
+        }
+        if at > self.now + FUTURE_SLACK {
+            return Some("in the future".into());
+        }
+        None
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    crate::time::rfc3339(crate::layout::unix_secs(t))
 }
 
 /// When an entry entered its state (an episode: its sidecar's
@@ -172,6 +204,8 @@ pub enum KeepReason {
     /// Retention 0 for its state: the operator's responsibility.
     RetentionOff,
     WithinRetention,
+    /// The clock is before the build date: no age can be measured.
+    ClockWrong,
 }
 
 /// Why an entry is left alone without a word.
@@ -186,6 +220,23 @@ pub enum LeaveReason {
     EpisodePresent,
     /// A partial archive whose time could not be read before locking.
     AgeUnknown,
+    /// A leftover that waits for its grace, while the clock is before the
+    /// build date: its age cannot be measured.
+    ClockWrong,
+}
+
+/// A settled episode whose recorded entry time the clock had wrong: it is
+/// kept, and its retention counts from `from` (recorded in its sidecar).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    /// The entry time as recorded.
+    pub recorded: SystemTime,
+    /// Where the count starts instead: now.
+    pub from: SystemTime,
+    /// Why, for humans.
+    pub reason: String,
+    /// Only report it.
+    pub dry_run: bool,
 }
 
 /// A deletion as decided: what, how old, why (for humans).
@@ -210,6 +261,9 @@ pub enum Decision {
     Skip(&'static str),
     /// Could not be examined or locked, reported as a failure.
     Fail(String),
+    /// Keep a settled episode and record in its sidecar that its retention
+    /// counts from now (the sidecar written when there is none).
+    RestartCount(Restart),
     /// Set the episode aside as `.deleting-<id>`, remove the tree, then its
     /// sidecar if unchanged.
     DeleteEpisode(Deletion),
@@ -286,22 +340,43 @@ fn days(age: Duration) -> f64 {
 }
 
 /// `quarantine/<id>` or `shipped/<id>`: deleted once older than the
-/// state's retention.
+/// state's retention, counted from a time the clock had right.
 fn settled(facts: &Facts, rules: &Rules) -> Deciding {
     if rules.keep_days == 0 {
         return Ok(Decision::Keep(KeepReason::RetentionOff));
     }
+    if !rules.clock_right() {
+        return Ok(Decision::Keep(KeepReason::ClockWrong));
+    }
     let (since, ctime_because) = known(&facts.since, Fact::Since)?;
+    let distrusted = rules.distrust(since);
     let age = rules.age(since);
-    if age <= Duration::from_secs(u64::from(rules.keep_days) * 86_400) {
+    if distrusted.is_none() && age <= Duration::from_secs(u64::from(rules.keep_days) * 86_400) {
         return Ok(Decision::Keep(KeepReason::WithinRetention));
     }
+    // Deleting, and recording where the count starts, are both done under
+    // the lock: a requeue may be taking the episode away.
     lock(
         facts,
         LockTarget::Entry,
         "locked: being requeued or shipped",
         Some(Decision::Skip("moved away meanwhile")),
     )?;
+    if let Some(why) = distrusted {
+        let source = match ctime_because {
+            Some(because) => format!("{because}: the directory's ctime"),
+            None => "its sidecar's entered_at".into(),
+        };
+        return Ok(Decision::RestartCount(Restart {
+            recorded: since,
+            from: rules.now,
+            reason: format!(
+                "entry time {} ({source}) is {why}: the clock was wrong; retention counts from now",
+                rfc3339(since)
+            ),
+            dry_run: rules.dry_run,
+        }));
+    }
     let verb = match rules.state {
         State::Quarantine => "quarantined",
         _ => "shipped",
@@ -345,6 +420,9 @@ fn deleting(facts: &Facts, rules: &Rules) -> Deciding {
 /// stale one is rebuilt from scratch anyway. Checked once without the lock
 /// (a young one is not worth locking for) and again under it.
 fn partial_being_shipped(facts: &Facts, rules: &Rules) -> Deciding {
+    if !rules.clock_right() {
+        return Ok(Decision::Leave(LeaveReason::ClockWrong));
+    }
     match &facts.since {
         None => return Ok(Decision::Need(Fact::Since)),
         Some(Seen::At { at, .. }) if rules.age(*at) > LEFTOVER_GRACE => {}
@@ -378,6 +456,9 @@ struct Leftover {
 
 impl Leftover {
     fn decide(&self, seen: &Option<Seen>, ask: Fact, facts: &Facts, rules: &Rules) -> Deciding {
+        if self.grace && !rules.clock_right() {
+            return Ok(Decision::Leave(LeaveReason::ClockWrong));
+        }
         let (written, _) = known(seen, ask)?;
         let age = rules.age(written);
         if self.grace && age <= LEFTOVER_GRACE {

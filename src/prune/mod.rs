@@ -6,6 +6,9 @@
 //!   older than `keep_local_for_days` (0 disables either). Age counts from
 //!   when the episode ENTERED the state: the sidecar's `entered_at`, else the
 //!   directory's ctime (rename(2) sets it), never the recording's mtimes.
+//!   Never time the clock had wrong ([`clock`]): a run whose clock reads
+//!   before the build date deletes nothing by age, and an entry time long
+//!   before it or in the future restarts the count, recorded in the sidecar.
 //! - Orphan sidecars (no directory) and `write_atomic` temp files in those
 //!   states, once older than [`LEFTOVER_GRACE`].
 //! - In `outbox/`: stale `<id>.tar.gz.partial` and temp files (older than
@@ -25,15 +28,17 @@
 //! from facts alone (no disk, no clock), [`gather`] finds those facts out,
 //! [`apply`] carries the decision out and logs it into the [`PruneReport`].
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::RetentionSettings;
 use crate::layout::{Layout, State};
 
 mod apply;
+pub mod clock;
 mod decide;
 mod gather;
 mod report;
+mod restart;
 #[cfg(test)]
 mod tests;
 
@@ -42,7 +47,7 @@ use decide::{Listed, Rules, classify};
 
 pub use crate::cli::human_bytes;
 pub use gather::tree_bytes;
-pub use report::{Failure, Kind, PruneReport, Removal, Skip};
+pub use report::{Failure, Kind, PruneReport, Removal, Restarted, Skip};
 
 /// How old crash leftovers (orphan sidecars, partial archives, temp files)
 /// must be before they are removed: anything younger may belong to an
@@ -52,21 +57,41 @@ pub const LEFTOVER_GRACE: Duration = Duration::from_secs(86_400);
 pub const DELETING_PREFIX: &str = ".deleting-";
 const DAY: f64 = 86_400.0;
 
-/// Apply the retention rules to `layout` as of `now`. With `dry_run`, only
-/// report what would be removed (locks are tried, nothing is changed).
+/// Apply the retention rules to `layout` as of `now`, believing every
+/// recorded time (for callers that know their clock; `quarantine-prune`
+/// uses [`prune_since_build`]). With `dry_run`, only report what would be
+/// removed (locks are tried, nothing is changed).
 pub fn prune(
     layout: &Layout,
     retention: &RetentionSettings,
     now: SystemTime,
     dry_run: bool,
 ) -> PruneReport {
+    prune_since_build(layout, retention, now, UNIX_EPOCH, dry_run)
+}
+
+/// [`prune`], for a binary built at `built` ([`clock::build_date`]): a
+/// clock before it deletes nothing by age, and an entry time that the
+/// clock had wrong restarts the count (see [`clock`]).
+pub fn prune_since_build(
+    layout: &Layout,
+    retention: &RetentionSettings,
+    now: SystemTime,
+    built: SystemTime,
+    dry_run: bool,
+) -> PruneReport {
     let rules = |state, keep_days| Rules {
         state,
         keep_days,
         now,
+        built,
         dry_run,
     };
+    let leftovers = rules(State::Outbox, 0);
     let mut run = Run::new(layout, dry_run);
+    if !leftovers.clock_right() {
+        run.clock_wrong(now, built);
+    }
     settled(
         &mut run,
         &rules(State::Quarantine, retention.quarantine_keep_days),
@@ -75,7 +100,7 @@ pub fn prune(
         &mut run,
         &rules(State::Shipped, retention.keep_local_for_days),
     );
-    outbox(&mut run, &rules(State::Outbox, 0));
+    outbox(&mut run, &leftovers);
     let report = run.into_report();
     if !dry_run {
         report.log_summary();

@@ -65,6 +65,19 @@ impl Removal {
     }
 }
 
+/// A settled episode kept because the clock had its entry time wrong: its
+/// retention now counts from `from` (or would, in a dry run).
+#[derive(Debug, Clone)]
+pub struct Restarted {
+    pub state: State,
+    pub episode_id: String,
+    /// The entry time as recorded, unix seconds.
+    pub recorded: u64,
+    /// Where the count starts now, unix seconds.
+    pub from: u64,
+    pub reason: String,
+}
+
 /// Left alone this time, not an error (locked, moved away meanwhile).
 #[derive(Debug, Clone)]
 pub struct Skip {
@@ -90,6 +103,10 @@ pub struct PruneReport {
     pub failures: Vec<Failure>,
     /// Episodes kept (younger than their retention, or retention disabled).
     pub kept: Vec<(State, usize)>,
+    /// Kept episodes whose retention count was restarted.
+    pub restarted: Vec<Restarted>,
+    /// Why nothing was deleted by age: the clock was before the build date.
+    pub clock_wrong: Option<String>,
 }
 
 impl PruneReport {
@@ -100,6 +117,8 @@ impl PruneReport {
             skipped: Vec::new(),
             failures: Vec::new(),
             kept: Vec::new(),
+            restarted: Vec::new(),
+            clock_wrong: None,
         }
     }
 
@@ -132,6 +151,9 @@ impl PruneReport {
     pub fn summary(&self) -> String {
         let verb = if self.dry_run { "would free" } else { "freed" };
         let mut s = String::new();
+        if self.clock_wrong.is_some() {
+            s.push_str("clock before the build date, nothing deleted by age; ");
+        }
         for state in [State::Quarantine, State::Shipped] {
             let (n, b) = self.totals(state, true);
             let (fn_, fb) = self.totals(state, false);
@@ -153,6 +175,18 @@ impl PruneReport {
             self.skipped.len(),
             self.failures.len()
         );
+        if !self.restarted.is_empty() {
+            let verb = if self.dry_run {
+                "would restart"
+            } else {
+                "restarted"
+            };
+            let _ = write!(
+                s,
+                "; {verb} the retention count of {} episode(s) whose entry time the clock had wrong",
+                self.restarted.len()
+            );
+        }
         s
     }
 
@@ -171,6 +205,8 @@ impl PruneReport {
             BYTES_LEFTOVERS = lb,
             SKIPPED = self.skipped.len(),
             FAILED = self.failures.len(),
+            RESTARTED = self.restarted.len(),
+            CLOCK_WRONG = self.clock_wrong.is_some(),
             "prune summary: {}",
             self.summary()
         );

@@ -9,6 +9,8 @@ use super::*;
 use crate::layout::{self, EpisodeId, Sidecar};
 use crate::lock::EpisodeLock;
 
+mod clock;
+
 const DAYS: u64 = 86_400;
 
 fn settings(quarantine: u32, shipped: u32) -> RetentionSettings {

@@ -5,7 +5,10 @@
 //! d_type) and nothing else: it never lists `shipped/` or `quarantine/`, so
 //! its cost follows pending work, not history. Due times come from
 //! `outbox/<id>.retry.json` and are cached; a file is read again only when
-//! its cached time has come (or the entry is new).
+//! its cached time has come (or the entry is new). A due time further
+//! ahead than any rule sets was written by a wrong clock: it counts as due
+//! within [`retry_horizon`] of when the file was written
+//! ([`due_within_horizon`]), so it cannot park an episode for years.
 //!
 //! Liveness is reported to systemd with a [`Heartbeat`]: WATCHDOG=1 once per
 //! pass and, rate-limited, whenever bytes move while packing or uploading.
@@ -15,13 +18,17 @@ mod heartbeat;
 pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Config;
 use crate::layout::{EpisodeId, RetryState, State, unix_now};
 use crate::machine::host::{HostPause, PauseChange};
+use crate::machine::retry_horizon;
 use crate::outcome::random_unit;
 use crate::ship::{EpisodeReport, Observer, RunReport, ShipError, Shipper};
+use crate::time::due_within_horizon;
 use crate::transport::Progress;
 
 pub use crate::machine::host::MAX_HOST_PAUSE;
@@ -99,6 +106,7 @@ impl Scanner {
         self.warn_rejected(&episodes.rejected, &outbox.rejected);
 
         let now = unix_now();
+        let horizon = retry_horizon().as_secs();
         let mut queue = BTreeMap::new();
         for id in episodes.ids {
             if !layout.is_ready(&id) {
@@ -127,11 +135,16 @@ impl Scanner {
                     attempts: 0,
                 },
             };
-            if !entry.known || entry.not_before <= now {
+            // Beyond the horizon from now: the clock was set back since it
+            // was scheduled; the file (and its mtime) says what to make of it.
+            let beyond = entry.not_before > now.saturating_add(horizon);
+            if !entry.known || entry.not_before <= now || beyond {
                 entry.not_before = match RetryState::load(&layout, &id) {
                     Ok(Some(r)) => {
                         entry.attempts = r.attempts;
-                        r.next_attempt_at
+                        let path = layout.retry_file(&id);
+                        let written_at = fs::metadata(&path).ok().map(|m| m.mtime().max(0) as u64);
+                        due_within_horizon(r.next_attempt_at, written_at, now, horizon)
                     }
                     Ok(None) => 0,
                     Err(e) => {

@@ -2,6 +2,7 @@
 //! `ship-episode` runs and the scanner. What it should be is decided in
 //! [`crate::machine::host`]; this reads, writes and logs it.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use crate::layout::{read_json, remove_if_present, unix_now, write_json};
@@ -19,10 +20,17 @@ impl Shipper {
     }
 
     /// The pause on disk, expired or not (an expired one still counts the
-    /// failures in a row until the receiver answers).
+    /// failures in a row until the receiver answers), within the horizon
+    /// from when it was written ([`HostPause::as_read`]).
     pub fn host_pause(&self) -> Option<HostPause> {
-        match read_json::<HostPause>(&self.pause_path()) {
-            Ok(p) => p,
+        let path = self.pause_path();
+        match read_json::<HostPause>(&path) {
+            Ok(p) => {
+                let written_at = std::fs::metadata(&path)
+                    .ok()
+                    .map(|m| m.mtime().max(0) as u64);
+                p.map(|p| p.as_read(written_at, unix_now()))
+            }
             Err(e) => {
                 // Rewritten or removed by the next answer.
                 tracing::warn!("{e}: ignoring the receiver pause");

@@ -5,6 +5,8 @@ use super::*;
 use crate::cli::human_bytes;
 use std::time::UNIX_EPOCH;
 
+mod clock;
+
 const DAY_SECS: u64 = 86_400;
 const GRACE_SECS: u64 = LEFTOVER_GRACE.as_secs();
 
@@ -21,6 +23,8 @@ fn rules(state: State, keep_days: u32) -> Rules {
         state,
         keep_days,
         now: now(),
+        // Believes every time: the clock's rules are in `clock`.
+        built: UNIX_EPOCH,
         dry_run: false,
     }
 }
