@@ -243,10 +243,14 @@ fn a_503_is_retried_on_schedule_then_shipped() {
     let notify = NotifySocket::bind(root.dir.path());
     let p = scanner(&root, &config, Some(&notify));
     assert!(wait_until(Duration::from_secs(5), || rcv.requests().len() == 1));
+    // A 503 pauses the receiver for this host (issue 10): the status says
+    // so, with what is pending.
     assert!(wait_until(Duration::from_secs(3), || {
-        notify
-            .last_status()
-            .is_some_and(|s| s.starts_with("1 pending (0 ready, 1 in outbox), next retry in"))
+        notify.last_status().is_some_and(|s| {
+            s.starts_with("paused: receiver unavailable (HTTP 503")
+                && s.contains("retrying in")
+                && s.contains("1 pending (0 ready, 1 in outbox)")
+        })
     }));
     assert!(wait_until(Duration::from_secs(10), || {
         root.names("shipped").contains(&"flaky".to_string())
