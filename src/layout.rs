@@ -440,6 +440,10 @@ pub struct RetryState {
     /// got the same id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_source: Option<DirIdentity>,
+    /// Set while staging waits for disk space: about how many bytes the
+    /// archive needs (doctor names the episode and the space).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_needs_bytes: Option<u64>,
 }
 
 /// A directory's device and inode: what survives its renames.

@@ -21,6 +21,7 @@ pub mod logging;
 pub mod machine;
 pub mod outcome;
 pub mod prune;
+pub mod reserve;
 pub mod scan;
 pub mod ship;
 pub mod signals;

@@ -61,13 +61,18 @@ pub struct GzWriter<W: Write> {
 }
 
 impl<W: Write> GzWriter<W> {
-    pub fn new(mut inner: W, level: Compression) -> io::Result<Self> {
+    /// `threads` deflate workers; 0 = one per core (at most 8). The output
+    /// is the same whatever the count.
+    pub fn new(mut inner: W, level: Compression, threads: usize) -> io::Result<Self> {
         // RFC 1952 header: no name, mtime 0 (deterministic), OS = Unix.
         inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])?;
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 8);
+        let threads = match threads {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, 8),
+            n => n.clamp(1, 64),
+        };
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
@@ -348,7 +353,7 @@ mod tests {
             (false, text(2 * BLOCK)),
         ];
         let encode = || {
-            let mut gz = GzWriter::new(Vec::new(), Compression::new(6)).expect("new");
+            let mut gz = GzWriter::new(Vec::new(), Compression::new(6), 0).expect("new");
             for (store, data) in &parts {
                 gz.set_storing(*store).expect("mode");
                 // Odd write sizes, as tar produces.
@@ -373,7 +378,7 @@ mod tests {
             e.finish().expect("f").len()
         };
         let par = {
-            let mut gz = GzWriter::new(Vec::new(), Compression::new(6)).expect("new");
+            let mut gz = GzWriter::new(Vec::new(), Compression::new(6), 0).expect("new");
             gz.write_all(&text(3 * BLOCK + 17)).expect("w");
             gz.finish().expect("f").len()
         };
@@ -385,7 +390,7 @@ mod tests {
 
     #[test]
     fn empty_stream_is_valid() {
-        let gz = GzWriter::new(Vec::new(), Compression::new(6)).expect("new");
+        let gz = GzWriter::new(Vec::new(), Compression::new(6), 0).expect("new");
         let out = gz.finish().expect("finish");
         let mut decoded = Vec::new();
         flate2::read::GzDecoder::new(&out[..])

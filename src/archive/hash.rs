@@ -7,6 +7,9 @@ use std::os::unix::fs::FileExt;
 
 use super::CHUNK;
 
+/// How often (in bytes written) staging looks at the free space again.
+const SPACE_CHECK_EVERY: u64 = 4 << 20;
+
 /// The archive file, its SHA-256 and its size.
 pub(super) type SinkResult = (File, [u8; 32], u64);
 
@@ -20,6 +23,10 @@ pub(super) struct HashingSink {
     buf: Vec<u8>,
     progress: std::sync::Arc<WriteProgress>,
     hasher: Option<std::thread::JoinHandle<io::Result<[u8; 32]>>>,
+    /// Free space to leave on the filesystem (0: no check).
+    keep_free: u64,
+    /// Bytes written since the free space was last checked.
+    unchecked: u64,
 }
 
 /// How far the writer got, shared with the hashing thread.
@@ -51,7 +58,7 @@ impl WriteProgress {
 impl HashingSink {
     /// `file` must be open for reading too: the hashing thread reads it
     /// back through its own handle (positioned reads, no path to resolve).
-    pub(super) fn new(file: File) -> io::Result<HashingSink> {
+    pub(super) fn new(file: File, keep_free: u64) -> io::Result<HashingSink> {
         let reader = file.try_clone()?;
         let progress = std::sync::Arc::new(WriteProgress::default());
         let shared = progress.clone();
@@ -86,6 +93,9 @@ impl HashingSink {
             buf: Vec::with_capacity(CHUNK),
             progress,
             hasher: Some(hasher),
+            keep_free,
+            // The first write checks.
+            unchecked: SPACE_CHECK_EVERY,
         })
     }
 
@@ -93,6 +103,7 @@ impl HashingSink {
         if self.buf.is_empty() {
             return Ok(());
         }
+        self.check_free_space()?;
         self.file.write_all(&self.buf)?;
         let written = self.progress.state.lock().map(|s| s.0).unwrap_or(0);
         self.progress.update(written + self.buf.len() as u64, false);
@@ -101,6 +112,33 @@ impl HashingSink {
         // (tar, gzip) only buffers. Reached at least once per archive (the
         // last time from `finish`, before the fsync and rename).
         crate::failpoint!(crate::failpoint::STAGE_MID_WRITE);
+        Ok(())
+    }
+
+    /// Stop before the next write would take the filesystem below
+    /// `keep_free`: checked every [`SPACE_CHECK_EVERY`] bytes, with that
+    /// much headroom, so a check between two writes is never late.
+    fn check_free_space(&mut self) -> io::Result<()> {
+        if self.keep_free == 0 {
+            return Ok(());
+        }
+        self.unchecked += self.buf.len() as u64;
+        if self.unchecked < SPACE_CHECK_EVERY {
+            return Ok(());
+        }
+        self.unchecked = 0;
+        let space = crate::reserve::space_of_file(&self.file)?;
+        if space.available < self.keep_free.saturating_add(SPACE_CHECK_EVERY) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "stopped staging: the data filesystem is down to {} free, and {} is kept \
+                     free for the recorder (shipper.disk_reserve_percent)",
+                    crate::cli::human_bytes(space.available),
+                    crate::cli::human_bytes(self.keep_free)
+                ),
+            ));
+        }
         Ok(())
     }
 

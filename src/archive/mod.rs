@@ -66,6 +66,18 @@ pub struct ArchiveSummary {
     pub skipped: Vec<Skipped>,
 }
 
+/// How to build: settings from `[shipper]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildOptions {
+    pub gzip_level: u32,
+    /// Deflate worker threads; 0 = one per core.
+    pub threads: usize,
+    /// Stop with `io::ErrorKind::StorageFull` before the filesystem's free
+    /// space drops below this many bytes (0: no check). The recorder
+    /// writes to the same disk while we stage.
+    pub keep_free: u64,
+}
+
 /// Build `final_path` from `episode_dir`, staging at `partial_path`.
 /// `on_progress` gets the number of content bytes read so far.
 pub fn build(
@@ -73,7 +85,7 @@ pub fn build(
     top_name: &str,
     partial_path: &Path,
     final_path: &Path,
-    gzip_level: u32,
+    options: BuildOptions,
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<ArchiveSummary, ArchiveError> {
     let write_err = |source| ArchiveError::Write {
@@ -95,10 +107,11 @@ pub fn build(
             .open(partial_path)
             .map_err(write_err)?
     };
-    let sink = HashingSink::new(file).map_err(write_err)?;
+    let sink = HashingSink::new(file, options.keep_free).map_err(write_err)?;
     let store_hint = Rc::new(Cell::new(false));
     let gz = HintedGz::new(
-        GzWriter::new(sink, Compression::new(gzip_level)).map_err(write_err)?,
+        GzWriter::new(sink, Compression::new(options.gzip_level), options.threads)
+            .map_err(write_err)?,
         store_hint.clone(),
     );
     let mut builder = tar::Builder::new(gz);
@@ -163,6 +176,13 @@ pub fn digest_file(path: &Path, on_progress: &mut dyn FnMut(u64)) -> io::Result<
 
 #[cfg(test)]
 mod tests {
+    fn level6() -> super::BuildOptions {
+        super::BuildOptions {
+            gzip_level: 6,
+            ..Default::default()
+        }
+    }
+
     use super::*;
 
     /// Deterministic incompressible bytes (xorshift).
@@ -188,7 +208,7 @@ mod tests {
         fs::write(ep.join("sub/log.csv"), &text).expect("write");
         fs::write(ep.join("done.marker"), b"").expect("write");
         let (partial, fin) = (d.path().join("a.partial"), d.path().join("a.tar.gz"));
-        let s = build(&ep, "ep1", &partial, &fin, 6, &mut |_| {}).expect("build");
+        let s = build(&ep, "ep1", &partial, &fin, level6(), &mut |_| {}).expect("build");
         assert!(!partial.exists());
         let bytes = fs::read(&fin).expect("read");
         assert_eq!(bytes.len() as u64, s.archive_bytes);
@@ -233,7 +253,7 @@ mod tests {
         fs::write(ep.join("a"), random_bytes(10_000, 1)).expect("write");
         let out = |n: &str| {
             let f = d.path().join(n);
-            build(&ep, "ep", &d.path().join("p"), &f, 6, &mut |_| {}).expect("build");
+            build(&ep, "ep", &d.path().join("p"), &f, level6(), &mut |_| {}).expect("build");
             fs::read(f).expect("read")
         };
         assert_eq!(out("1.tgz"), out("2.tgz"));

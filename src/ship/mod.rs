@@ -65,6 +65,8 @@ pub struct Shipper {
     layout: Layout,
     transport: Transport,
     gzip_level: u32,
+    compress_threads: usize,
+    disk_reserve_percent: f64,
     cancel: Arc<AtomicBool>,
 }
 
@@ -78,6 +80,8 @@ impl Shipper {
             layout,
             transport,
             gzip_level: config.shipper.gzip_level,
+            compress_threads: config.shipper.compress_threads,
+            disk_reserve_percent: config.shipper.disk_reserve_percent,
             cancel: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -253,9 +257,10 @@ impl Shipper {
         let mut retry = retry;
         let (sha256, bytes) = match self.stage_archive(id, &mut retry, observer) {
             Ok(staged) => staged,
-            Err(detail) => {
+            Err(e) => {
+                retry.stage_needs_bytes = e.needs_bytes;
                 let t = machine::decide(
-                    Attempt::StageFailed(detail),
+                    Attempt::StageFailed(e.reason),
                     &retry,
                     SystemTime::now(),
                     random_unit(),
