@@ -12,6 +12,8 @@ command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v pgrep >/dev/null 2>&1 || need_pkgs+=(procps)
 command -v nsenter >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
+# tests/refusals.rs puts a stock nginx in front of the dev receiver.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
 if ((${#need_pkgs[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -519,6 +519,10 @@ pub struct Sidecar {
     pub archive_bytes: Option<u64>,
     #[serde(default)]
     pub attempts: u32,
+    /// How a refusal was confirmed to be the receiver's own before it
+    /// quarantined the episode, e.g. `HEAD /episodes/lab-7/ep-1 answered 404`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal_check: Option<String>,
 }
 
 impl Sidecar {

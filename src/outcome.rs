@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::config::BACKOFF_SECONDS;
-use crate::transport::{Reply, TransportError};
+use crate::transport::{Confirmation, Reply, TransportError};
 
 /// The `OUTCOME` journal field values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,7 +50,13 @@ pub enum Verdict {
     /// 409: the receiver already had it (an earlier attempt got through).
     Duplicate,
     /// The receiver refused this episode for good.
-    Quarantine { status: u16, reason: String },
+    Quarantine {
+        status: u16,
+        reason: String,
+        /// How the refusal was confirmed to be the receiver's, e.g.
+        /// `HEAD /episodes/lab-7/ep-1 answered 404` (kept in the sidecar).
+        refusal_check: Option<String>,
+    },
     /// A problem of this host (token, certificate, URL): stop the run, keep
     /// the episode pending, tell the operator what to fix.
     HostError {
@@ -86,6 +92,9 @@ fn with_body(status: u16, excerpt: &str) -> String {
     }
 }
 
+/// What to fix after a refusal of this host. Any 4xx other than 401, 403,
+/// 404 and 405 gets here only once confirmed (see [`classify`]): refused
+/// again on a request without a body, it was not about the episode.
 pub fn host_error_fix(status: u16) -> &'static str {
     match status {
         401 => {
@@ -104,12 +113,42 @@ pub fn host_error_fix(status: u16) -> &'static str {
             "the receiver does not accept PUT at this URL: check receiver.url points \
                at the episode receiver, not a proxy or another service"
         }
+        400..=499 => CONFIRMED_REFUSAL_FIX,
         _ => "check the receiver settings in the config",
     }
 }
 
+/// The fix for a refusal that a confirming request met again.
+pub const CONFIRMED_REFUSAL_FIX: &str = "something in front of the receiver (a proxy or TLS terminator) refused this host, \
+     whatever the episode: check receiver.client_cert and client_key (not expired, issued \
+     by a CA the server trusts, the key matching the certificate), that receiver.url's \
+     scheme (https://) and port are the ones the server serves, and any proxy between \
+     this host and the receiver";
+
+/// Whether this result of a PUT is a refusal that counts only once
+/// confirmed: a 4xx about the episode (400, 412, 413, 422...), which a
+/// proxy or TLS terminator in front of the receiver also answers when it
+/// refuses the host (a client certificate it does not accept, plain HTTP
+/// to its HTTPS port). The caller asks again with [`Transport::confirm`]
+/// and passes the answer to [`classify`].
+///
+/// [`Transport::confirm`]: crate::transport::Transport::confirm
+pub fn needs_confirmation(put: &Result<Reply, TransportError>) -> bool {
+    matches!(put, Ok(reply) if is_refusal(reply.status))
+}
+
+fn is_refusal(status: u16) -> bool {
+    (400..=499).contains(&status) && !matches!(status, 401 | 403 | 404 | 405 | 408 | 409 | 429)
+}
+
 /// Classify the result of one PUT of an archive whose SHA-256 is `sent`.
-pub fn classify(result: &Result<Reply, TransportError>, sent: &[u8; 32]) -> Verdict {
+/// `check` is the confirming request made when [`needs_confirmation`]
+/// said so; a refusal without one is never settled.
+pub fn classify(
+    result: &Result<Reply, TransportError>,
+    sent: &[u8; 32],
+    check: Option<&Confirmation>,
+) -> Verdict {
     let reply = match result {
         Ok(reply) => reply,
         Err(e) => {
@@ -123,7 +162,7 @@ pub fn classify(result: &Result<Reply, TransportError>, sent: &[u8; 32]) -> Verd
     let status = reply.status;
     let reason = with_body(status, &reply.body_excerpt);
     match status {
-        200..=299 => Verdict::Shipped { status },
+        200..=299 => stored(reply, sent),
         // A repeat of our own upload, unless the receiver says it holds
         // something else under this id: then the id was reused, and
         // calling it shipped would lose this episode.
@@ -133,6 +172,7 @@ pub fn classify(result: &Result<Reply, TransportError>, sent: &[u8; 32]) -> Verd
                 reason: "HTTP 409: the receiver already holds different content under this id \
                          (Repr-Digest differs): the id was reused for another recording"
                     .into(),
+                refusal_check: None,
             },
             _ => Verdict::Duplicate,
         },
@@ -146,13 +186,100 @@ pub fn classify(result: &Result<Reply, TransportError>, sent: &[u8; 32]) -> Verd
             reason,
             retry_after: reply.retry_after,
         },
-        400..=499 => Verdict::Quarantine { status, reason },
+        400..=499 => confirmed(status, reason, check),
         // 1xx/3xx as a final answer: redirects are not followed on purpose,
         // and nothing else makes sense here. Keep the episode and retry.
         _ => Verdict::Transient {
             status: Some(status),
             reason: format!("{reason} (unexpected status; redirects are not followed)"),
             retry_after: reply.retry_after,
+        },
+    }
+}
+
+/// A 2xx counts as stored only if the receiver can have read the whole
+/// body, and, when it says what it holds (`Repr-Digest`), holds what was
+/// sent. Otherwise the receiver misbehaves: keep the episode and retry
+/// (the host-wide logic pauses as for an unavailable receiver).
+fn stored(reply: &Reply, sent: &[u8; 32]) -> Verdict {
+    let status = reply.status;
+    if reply.unsent > 0 {
+        return Verdict::Transient {
+            status: Some(status),
+            reason: format!(
+                "answered HTTP {status} before the whole body was sent ({} bytes unsent): \
+                 not counted as shipped",
+                reply.unsent
+            ),
+            retry_after: reply.retry_after,
+        };
+    }
+    match reply.repr_sha256 {
+        Some(held) if held != *sent => Verdict::Transient {
+            status: Some(status),
+            reason: format!(
+                "answered HTTP {status}, but its Repr-Digest (sha-256 {}) is not the digest of \
+                 what was sent: not counted as shipped",
+                crate::ship::hex(&held)
+            ),
+            retry_after: reply.retry_after,
+        },
+        _ => Verdict::Shipped { status },
+    }
+}
+
+/// The verdict on a refusal of the PUT (`status`, `reason`), given the
+/// confirming request:
+/// - answered 404 or 405 (nothing stored, or no HEAD here) or 2xx: the
+///   receiver itself is there and answers for this host, so the refusal
+///   was its word on the episode: quarantine, recording the check;
+/// - answered 401, 403 or any other 4xx (409 too): refused again without
+///   a body, so not about the episode: a refusal of this host;
+/// - 408, 429, 5xx, 1xx, 3xx or no answer at all: nothing confirmed; keep
+///   the episode and retry.
+pub fn confirmed(status: u16, reason: String, check: Option<&Confirmation>) -> Verdict {
+    let Some(check) = check else {
+        return Verdict::Transient {
+            status: Some(status),
+            reason: format!("{reason} (not confirmed: kept until a refusal is confirmed)"),
+            retry_after: None,
+        };
+    };
+    let head = match &check.result {
+        Ok(head) => head,
+        Err(e) => {
+            return Verdict::Transient {
+                status: None,
+                reason: format!(
+                    "{reason}; the confirming {} got no answer ({e}): kept until a refusal is \
+                     confirmed",
+                    check.request
+                ),
+                retry_after: None,
+            };
+        }
+    };
+    let answered = format!("{} answered {}", check.request, head.status);
+    match head.status {
+        200..=299 | 404 | 405 => Verdict::Quarantine {
+            status,
+            reason,
+            refusal_check: Some(answered),
+        },
+        408 | 429 | 500..=599 => Verdict::Transient {
+            status: Some(head.status),
+            reason: format!("{reason}; the confirming {answered}: kept until confirmed"),
+            retry_after: head.retry_after,
+        },
+        400..=499 => Verdict::HostError {
+            status,
+            reason: format!("{reason} (confirmed: {answered}, so not about the episode)"),
+            fix: host_error_fix(status),
+        },
+        _ => Verdict::Transient {
+            status: Some(head.status),
+            reason: format!("{reason}; the confirming {answered}: kept until confirmed"),
+            retry_after: None,
         },
     }
 }
@@ -193,96 +320,4 @@ pub fn random_unit() -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reply(status: u16, body: &str) -> Result<Reply, TransportError> {
-        Ok(Reply {
-            status,
-            retry_after: None,
-            repr_sha256: None,
-            body_excerpt: body.into(),
-        })
-    }
-
-    fn classify(r: &Result<Reply, TransportError>) -> Verdict {
-        super::classify(r, &[1; 32])
-    }
-
-    #[test]
-    fn every_row_of_the_table() {
-        assert_eq!(classify(&reply(201, "")), Verdict::Shipped { status: 201 });
-        assert_eq!(classify(&reply(204, "")).kind(), OutcomeKind::Shipped);
-        assert_eq!(classify(&reply(409, "")), Verdict::Duplicate);
-        for s in [400, 412, 413, 415, 422] {
-            assert_eq!(
-                classify(&reply(s, "no")).kind(),
-                OutcomeKind::Quarantined,
-                "{s}"
-            );
-        }
-        assert_eq!(
-            classify(&reply(412, "not in window")),
-            Verdict::Quarantine {
-                status: 412,
-                reason: "HTTP 412: not in window".into()
-            }
-        );
-        for s in [401, 403, 404, 405] {
-            assert_eq!(
-                classify(&reply(s, "")).kind(),
-                OutcomeKind::HostError,
-                "{s}"
-            );
-        }
-        for s in [408, 429, 500, 502, 503, 504] {
-            assert_eq!(classify(&reply(s, "")).kind(), OutcomeKind::Retry, "{s}");
-        }
-        for e in [
-            TransportError::Connect("refused".into()),
-            TransportError::Tls("bad cert".into()),
-            TransportError::Stalled(Duration::from_secs(60)),
-        ] {
-            assert_eq!(classify(&Err(e)).kind(), OutcomeKind::Retry);
-        }
-        assert_eq!(classify(&reply(302, "")).kind(), OutcomeKind::Retry);
-    }
-
-    #[test]
-    fn conflict_with_other_content_is_not_a_duplicate() {
-        let with_digest = |d: [u8; 32]| {
-            Ok(Reply {
-                status: 409,
-                retry_after: None,
-                repr_sha256: Some(d),
-                body_excerpt: String::new(),
-            })
-        };
-        assert_eq!(classify(&with_digest([1; 32])), Verdict::Duplicate);
-        assert_eq!(
-            classify(&with_digest([2; 32])).kind(),
-            OutcomeKind::Quarantined
-        );
-    }
-
-    #[test]
-    fn backoff_follows_seed_with_jitter_and_cap() {
-        for (attempt, base) in [(1u32, 1.0f64), (3, 4.0), (9, 300.0), (50, 300.0)] {
-            for _ in 0..50 {
-                let d = backoff(attempt, None).as_secs_f64();
-                assert!(
-                    d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
-                    "{attempt}: {d}"
-                );
-            }
-        }
-        assert_eq!(
-            backoff(1, Some(Duration::from_secs(90))),
-            Duration::from_secs(90)
-        );
-        let spread: std::collections::HashSet<u64> = (0..20)
-            .map(|_| backoff(9, None).as_millis() as u64)
-            .collect();
-        assert!(spread.len() > 5, "jitter does not vary: {spread:?}");
-    }
-}
+mod tests;

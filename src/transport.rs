@@ -63,6 +63,19 @@ pub struct Reply {
     pub repr_sha256: Option<[u8; 32]>,
     /// The first bytes of the response body, lossily decoded and trimmed.
     pub body_excerpt: String,
+    /// Bytes of the request body the connection had not yet taken when the
+    /// answer arrived (0: the whole body had been handed over, or there was
+    /// none). A 2xx with bytes unsent cannot mean "stored".
+    pub unsent: u64,
+}
+
+/// The answer to a confirming request ([`Transport::confirm`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirmation {
+    /// What was asked, e.g. `HEAD /episodes/lab-7/ep-1` (the URL's path:
+    /// no host, no credentials).
+    pub request: String,
+    pub result: Result<Reply, TransportError>,
 }
 
 /// Why there is no answer.
@@ -218,6 +231,13 @@ impl Transport {
 
     /// PUT the archive. Blocks until the receiver answers, the upload stalls
     /// for the stall timeout, or `cancel` is set.
+    ///
+    /// The body goes through a channel of one chunk, filled by this task
+    /// and emptied by the connection's: when the answer's head arrives, the
+    /// connection can have taken at most that one chunk more, so
+    /// [`Reply::unsent`] says how much of the body it had not taken then.
+    /// (Reading the file inside the connection's task would let it go on
+    /// sending many MiB before this task sees the answer.)
     pub fn put(
         &self,
         upload: &Upload<'_>,
@@ -229,8 +249,9 @@ impl Transport {
             .map_err(|e| TransportError::Protocol(e.to_string()))?;
         let file = crate::layout::open_nofollow(upload.archive)
             .map_err(|e| TransportError::Archive(format!("{}: {e}", upload.archive.display())))?;
-        let sent = Arc::new(AtomicU64::new(0));
-        let body = reqwest::Body::wrap_stream(file_stream(file, upload.bytes, sent.clone()));
+        let taken = Arc::new(AtomicU64::new(0));
+        let (chunks, pending) = tokio::sync::mpsc::channel(1);
+        let body = reqwest::Body::wrap_stream(body_stream(pending, taken.clone()));
         let digest = base64::engine::general_purpose::STANDARD.encode(upload.sha256);
         let mut request = self
             .client
@@ -248,17 +269,25 @@ impl Transport {
         self.runtime.block_on(async {
             let exchange = async {
                 let response = request.send().await.map_err(classify_error)?;
-                read_reply(response).await
+                // Read in the same poll that saw the answer's head, before
+                // this task feeds the connection another chunk.
+                let unsent = total.saturating_sub(taken.load(Ordering::Relaxed));
+                read_reply(response, unsent).await
             };
-            tokio::pin!(exchange);
+            let feed = feed_body(file, total, chunks);
+            tokio::pin!(exchange, feed);
+            let mut fed = false;
             let mut ticker = tokio::time::interval(TICK);
             let mut last_sent = 0u64;
             let mut last_move = Instant::now();
             loop {
                 tokio::select! {
+                    // The answer first: once it is here, feed nothing more.
+                    biased;
                     reply = &mut exchange => return reply,
+                    () = &mut feed, if !fed => fed = true,
                     _ = ticker.tick() => {
-                        let now_sent = sent.load(Ordering::Relaxed);
+                        let now_sent = taken.load(Ordering::Relaxed);
                         let moved = now_sent != last_sent;
                         if moved {
                             last_sent = now_sent;
@@ -278,6 +307,55 @@ impl Transport {
             }
         })
     }
+
+    /// Ask about one episode without sending it: `HEAD` of its URL, with
+    /// the client and credentials of the upload, given up after the stall
+    /// timeout. Used to confirm a refusal before it settles anything: a
+    /// proxy or TLS terminator that refused the upload refuses this too,
+    /// while the receiver answers 404 (not stored) or 200.
+    pub fn confirm(&self, host_id: &str, id: &EpisodeId, cancel: &AtomicBool) -> Confirmation {
+        let url = match self.episode_url(host_id, id) {
+            Ok(url) => url,
+            Err(e) => {
+                return Confirmation {
+                    request: format!("HEAD /episodes/{host_id}/{id}"),
+                    result: Err(TransportError::Protocol(e.to_string())),
+                };
+            }
+        };
+        let request_line = format!("HEAD {}", url.path());
+        let mut request = self.client.head(url);
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        let stall = self.stall_timeout;
+        let result = self.runtime.block_on(async {
+            let exchange = async {
+                let response = request.send().await.map_err(classify_error)?;
+                read_reply(response, 0).await
+            };
+            tokio::pin!(exchange);
+            let started = Instant::now();
+            let mut ticker = tokio::time::interval(TICK);
+            loop {
+                tokio::select! {
+                    reply = &mut exchange => return reply,
+                    _ = ticker.tick() => {
+                        if cancel.load(Ordering::Relaxed) {
+                            return Err(TransportError::Cancelled);
+                        }
+                        if started.elapsed() >= stall {
+                            return Err(TransportError::Stalled(stall));
+                        }
+                    }
+                }
+            }
+        });
+        Confirmation {
+            request: request_line,
+            result,
+        }
+    }
 }
 
 fn client_cert_error(files: &IdentityFiles, problem: &client_cert::CertProblem) -> SetupError {
@@ -287,48 +365,55 @@ fn client_cert_error(files: &IdentityFiles, problem: &client_cert::CertProblem) 
     }
 }
 
-/// The archive as a stream of chunks, counting what has been handed to
-/// the connection. Reads block briefly on local disk, which is acceptable
-/// on this dedicated runtime.
-fn file_stream(
-    file: std::fs::File,
-    total: u64,
-    sent: Arc<AtomicU64>,
-) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
-    futures_util::stream::unfold((file, 0u64), move |(mut file, done)| {
-        let sent = sent.clone();
+type Chunk = Result<Vec<u8>, std::io::Error>;
+
+/// Read the staged archive into the body channel, one chunk at a time.
+/// Reads block briefly on local disk, which is acceptable on this
+/// dedicated runtime. Ends early when the connection drops the body.
+async fn feed_body(mut file: std::fs::File, total: u64, chunks: tokio::sync::mpsc::Sender<Chunk>) {
+    use std::io::Read;
+    let mut done = 0u64;
+    while done < total {
+        let want = UPLOAD_CHUNK.min((total - done) as usize);
+        let mut buf = vec![0u8; want];
+        let chunk = match file.read(&mut buf) {
+            Ok(0) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "staged archive is shorter than expected",
+            )),
+            Ok(n) => {
+                buf.truncate(n);
+                done += n as u64;
+                Ok(buf)
+            }
+            Err(e) => Err(e),
+        };
+        let failed = chunk.is_err();
+        if chunks.send(chunk).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The body as the connection sees it: the chunks from the channel,
+/// counting what it has taken.
+fn body_stream(
+    pending: tokio::sync::mpsc::Receiver<Chunk>,
+    taken: Arc<AtomicU64>,
+) -> impl futures_util::Stream<Item = Chunk> + Send + 'static {
+    futures_util::stream::unfold(pending, move |mut pending| {
+        let taken = taken.clone();
         async move {
-            use std::io::Read;
-            if done >= total {
-                return None;
+            let chunk = pending.recv().await?;
+            if let Ok(bytes) = &chunk {
+                taken.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             }
-            let want = UPLOAD_CHUNK.min((total - done) as usize);
-            let mut buf = vec![0u8; want];
-            let result = match file.read(&mut buf) {
-                Ok(0) => Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "staged archive is shorter than expected",
-                )),
-                Ok(n) => {
-                    buf.truncate(n);
-                    Ok(buf)
-                }
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(chunk) => {
-                    let next = done + chunk.len() as u64;
-                    sent.store(next, Ordering::Relaxed);
-                    Some((Ok(chunk), (file, next)))
-                }
-                // Poison the state so the stream ends after the error.
-                Err(e) => Some((Err(e), (file, total))),
-            }
+            Some((chunk, pending))
         }
     })
 }
 
-async fn read_reply(mut response: reqwest::Response) -> Result<Reply, TransportError> {
+async fn read_reply(mut response: reqwest::Response, unsent: u64) -> Result<Reply, TransportError> {
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -362,6 +447,7 @@ async fn read_reply(mut response: reqwest::Response) -> Result<Reply, TransportE
         retry_after,
         repr_sha256,
         body_excerpt,
+        unsent,
     })
 }
 

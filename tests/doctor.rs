@@ -132,6 +132,7 @@ fn data_root_is_read_without_walking_trees() {
             sha256: None,
             archive_bytes: bytes,
             attempts: 1,
+            refusal_check: None,
         }
         .store(&layout, &cis490::layout::EpisodeId::parse(id).expect("id"))
         .expect("sidecar");

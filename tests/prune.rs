@@ -48,6 +48,7 @@ fn quarantined(layout: &Layout, id: &str, days_ago: u64, files: usize) -> PathBu
         sha256: None,
         archive_bytes: None,
         attempts: 1,
+        refusal_check: None,
     }
     .store(layout, &eid)
     .expect("sidecar");

@@ -88,6 +88,7 @@ fn settled(layout: &Layout, state: State, id: &str, entered_at: u64) -> PathBuf 
         sha256: None,
         archive_bytes: Some(4096),
         attempts: 2,
+        refusal_check: None,
     }
     .store(layout, &eid)
     .expect("sidecar");

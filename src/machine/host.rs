@@ -5,7 +5,8 @@
 //!
 //! - A refusal of this host (401, 403, 404, 405, a confirmed 4xx) pauses.
 //! - So does the receiver being unavailable: 429, any 5xx, no connection,
-//!   TLS or DNS failure, a stall. Retry-After is a floor for the pause.
+//!   TLS or DNS failure, a stall, a 2xx that cannot count (sent before the
+//!   whole body, or with another Repr-Digest). Retry-After is a floor.
 //! - Any other answer lifts the pause: the receiver is back.
 //! - The pause grows with failures in a row (the seed's schedule, with its
 //!   jitter), up to [`MAX_HOST_PAUSE`], or longer if Retry-After says so.
@@ -65,7 +66,10 @@ impl HostSignal {
                 reason,
                 retry_after,
             } => match status {
-                None | Some(429) | Some(500..=599) => HostSignal::Unavailable {
+                // A 2xx that cannot count (answered before the whole body
+                // was sent, or a Repr-Digest of other content): a receiver
+                // that misbehaves is as good as unavailable.
+                None | Some(200..=299) | Some(429) | Some(500..=599) => HostSignal::Unavailable {
                     status: *status,
                     reason: reason.clone(),
                     retry_after: *retry_after,
@@ -208,6 +212,7 @@ mod tests {
                 Verdict::Quarantine {
                     status: 412,
                     reason: "r".into(),
+                    refusal_check: None,
                 },
                 false,
                 HostSignal::Answered,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! episodes/<id> ─claim─▶ outbox/<id> ─2xx, 409 same digest─▶ shipped/<id>
-//!      │                  │  ▲   └─4xx refusal, 409 other digest─▶ quarantine/<id>
+//!      │                  │  ▲   └─confirmed 4xx refusal, 409 other digest─▶ quarantine/<id>
 //!      │                  └──┘ retry: transient answer, no answer, staging or
 //!      │                       settle failure (attempts + 1, backoff);
 //!      │                       host refusal: held, no attempt counted
@@ -86,6 +86,8 @@ pub enum Transition {
         outcome: OutcomeKind,
         reason: String,
         http_status: Option<u16>,
+        /// How a refusal was confirmed to be the receiver's (quarantine).
+        refusal_check: Option<String>,
     },
     /// Stay in the outbox with one more failed attempt, not before `due`.
     Retry {
@@ -130,6 +132,7 @@ pub fn after_claim(claim: Claim, id: &EpisodeId) -> Option<Transition> {
             outcome: OutcomeKind::Quarantined,
             reason: format!("an episode named {id} is already in outbox/: this copy was set aside"),
             http_status: None,
+            refusal_check: None,
         }),
         Claim::Failed(reason) => Some(Transition::Stay {
             state: State::Episodes,
@@ -140,12 +143,13 @@ pub fn after_claim(claim: Claim, id: &EpisodeId) -> Option<Transition> {
 
 /// The transition after one attempt, given the retry state before it.
 pub fn decide(attempt: Attempt, retry: &RetryState, now: SystemTime, jitter: f64) -> Transition {
-    let settle = |to, outcome, reason, http_status| Transition::Settle {
+    let settle = |to, outcome, reason, http_status, refusal_check| Transition::Settle {
         from: State::Outbox,
         to,
         outcome,
         reason,
         http_status,
+        refusal_check,
     };
     match attempt {
         Attempt::StageFailed(reason) => retry_later(retry, reason, None, None, now, jitter),
@@ -155,18 +159,25 @@ pub fn decide(attempt: Attempt, retry: &RetryState, now: SystemTime, jitter: f64
                 OutcomeKind::Shipped,
                 "shipped".into(),
                 Some(status),
+                None,
             ),
             Verdict::Duplicate => settle(
                 State::Shipped,
                 OutcomeKind::Duplicate,
                 "already on the receiver (duplicate)".into(),
                 Some(409),
+                None,
             ),
-            Verdict::Quarantine { status, reason } => settle(
+            Verdict::Quarantine {
+                status,
+                reason,
+                refusal_check,
+            } => settle(
                 State::Quarantine,
                 OutcomeKind::Quarantined,
                 reason,
                 Some(status),
+                refusal_check,
             ),
             Verdict::HostError {
                 status,
@@ -209,6 +220,7 @@ pub fn after_settle_failure(
         to,
         reason,
         http_status,
+        refusal_check,
         ..
     } = failed
     else {
@@ -222,6 +234,7 @@ pub fn after_settle_failure(
             outcome: OutcomeKind::Quarantined,
             reason: format!("{reason}, but shipped/{id} already exists: set aside"),
             http_status: *http_status,
+            refusal_check: refusal_check.clone(),
         },
         // Still in the outbox, with a retry time, so that it is not
         // uploaded again on every pass.

@@ -49,6 +49,19 @@ fn settle(to: State, outcome: OutcomeKind, reason: &str, status: Option<u16>) ->
         outcome,
         reason: reason.into(),
         http_status: status,
+        refusal_check: None,
+    }
+}
+
+/// A quarantine settle with the check that confirmed the refusal.
+fn quarantine(reason: &str, status: u16, check: &str) -> Transition {
+    Transition::Settle {
+        from: State::Outbox,
+        to: State::Quarantine,
+        outcome: OutcomeKind::Quarantined,
+        reason: reason.into(),
+        http_status: Some(status),
+        refusal_check: Some(check.into()),
     }
 }
 
@@ -78,12 +91,49 @@ fn every_attempt_from_every_prior_state() {
                 answered(Verdict::Quarantine {
                     status: 412,
                     reason: "HTTP 412: late".into(),
+                    refusal_check: Some("HEAD /episodes/h/ep-1 answered 404".into()),
+                }),
+                quarantine("HTTP 412: late", 412, "HEAD /episodes/h/ep-1 answered 404"),
+            ),
+            (
+                "409 other digest",
+                answered(Verdict::Quarantine {
+                    status: 409,
+                    reason: "HTTP 409: id reused".into(),
+                    refusal_check: None,
                 }),
                 settle(
                     State::Quarantine,
                     OutcomeKind::Quarantined,
-                    "HTTP 412: late",
-                    Some(412),
+                    "HTTP 409: id reused",
+                    Some(409),
+                ),
+            ),
+            (
+                "400 refusal confirmed by a proxy: a host error",
+                answered(Verdict::HostError {
+                    status: 400,
+                    reason: "HTTP 400: The SSL certificate error (confirmed)".into(),
+                    fix: host_error_fix(400),
+                }),
+                Transition::Hold {
+                    status: 400,
+                    reason: "HTTP 400: The SSL certificate error (confirmed)".into(),
+                    fix: host_error_fix(400),
+                },
+            ),
+            (
+                "201 before the whole body",
+                answered(Verdict::Transient {
+                    status: Some(201),
+                    reason: "answered HTTP 201 before the whole body was sent".into(),
+                    retry_after: None,
+                }),
+                retry(
+                    n,
+                    schedule(n),
+                    "answered HTTP 201 before the whole body was sent",
+                    Some(201),
                 ),
             ),
             (
@@ -229,6 +279,7 @@ fn claim_results() {
             outcome: OutcomeKind::Quarantined,
             reason: "an episode named ep-1 is already in outbox/: this copy was set aside".into(),
             http_status: None,
+            refusal_check: None,
         })
     );
     assert_eq!(
@@ -247,12 +298,7 @@ fn every_settle_failure() {
         message: "boom".into(),
     };
     let shipped = settle(State::Shipped, OutcomeKind::Duplicate, "dup", Some(409));
-    let quarantined = settle(
-        State::Quarantine,
-        OutcomeKind::Quarantined,
-        "bad",
-        Some(400),
-    );
+    let quarantined = quarantine("bad", 400, "HEAD /episodes/h/ep-1 answered 404");
     let clash = after_claim(Claim::NameTaken, &id()).expect("a settle");
     let rows = [
         (

@@ -70,6 +70,7 @@ pub fn create(
             sha256: None,
             archive_bytes: None,
             attempts: 0,
+            refusal_check: None,
         },
         entered_at_untrusted: Some(recorded),
     };

@@ -46,6 +46,7 @@ fn settled(layout: &Layout, state: State, id: &str, days_ago: Option<u64>) -> Pa
             sha256: None,
             archive_bytes: None,
             attempts: 1,
+            refusal_check: None,
         }
         .store(layout, &eid)
         .expect("sidecar");

@@ -69,7 +69,8 @@ impl Shipper {
                 outcome,
                 ref reason,
                 http_status,
-            } => match self.settle(a, from, to, reason, http_status) {
+                ref refusal_check,
+            } => match self.settle(a, from, to, reason, http_status, refusal_check.clone()) {
                 Ok(()) => {
                     if from == State::Outbox {
                         self.clean_outbox(id);
@@ -159,6 +160,7 @@ impl Shipper {
         to: State,
         reason: &str,
         http_status: Option<u16>,
+        refusal_check: Option<String>,
     ) -> Result<(), LayoutError> {
         let id = &a.id;
         let dest = self.layout.episode_dir(to, id);
@@ -177,6 +179,7 @@ impl Shipper {
             sha256: a.sha256.clone(),
             archive_bytes: a.archive_bytes,
             attempts: a.attempt,
+            refusal_check,
         }
         .store(&self.layout, id)?;
         crate::failpoint!(crate::failpoint::SETTLE_AFTER_SIDECAR);

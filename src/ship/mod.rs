@@ -33,7 +33,7 @@ use crate::layout::{
 use crate::lock::{EpisodeLock, LockError};
 use crate::machine::host::{HostSignal, PauseChange};
 use crate::machine::{self, Attempt, Start};
-use crate::outcome::{OutcomeKind, Verdict, classify, random_unit};
+use crate::outcome::{OutcomeKind, Verdict, classify, needs_confirmation, random_unit};
 use crate::transport::{SetupError, Transport, TransportError, Upload};
 
 use apply::Attempted;
@@ -281,11 +281,30 @@ impl Shipper {
         let result = self
             .transport
             .put(&upload, &self.cancel, &mut |p| observer.uploading(id, p));
-        let verdict = classify(&result, &sha256);
+        // A refusal counts only when the receiver made it: ask again
+        // without a body before deciding (see `outcome::confirmed`).
+        let check = needs_confirmation(&result)
+            .then(|| self.transport.confirm(&self.host_id, id, &self.cancel));
+        if let (Ok(put), Some(check)) = (&result, &check) {
+            let answer = match &check.result {
+                Ok(head) => format!("answered {}", head.status),
+                Err(e) => format!("got no answer: {e}"),
+            };
+            tracing::info!(
+                EPISODE_ID = %id,
+                "HTTP {} to the upload; confirming: {} {answer}",
+                put.status,
+                check.request
+            );
+        }
+        let verdict = classify(&result, &sha256, check.as_ref());
         if matches!(verdict, Verdict::Shipped { .. }) {
             crate::failpoint!(crate::failpoint::UPLOAD_AFTER_SUCCESS);
         }
-        let cancelled = matches!(result, Err(TransportError::Cancelled));
+        let cancelled = matches!(result, Err(TransportError::Cancelled))
+            || check
+                .as_ref()
+                .is_some_and(|c| matches!(c.result, Err(TransportError::Cancelled)));
         let host = HostSignal::of(&verdict, cancelled);
         let t = machine::decide(
             Attempt::Answered(verdict),

@@ -1,9 +1,11 @@
 //! Shared integration-test support: a real dev receiver process on a real
-//! loopback socket, throwaway TLS material, temporary data roots, a real
-//! unix datagram socket as `NOTIFY_SOCKET`, and handles on spawned binaries.
+//! loopback socket (alone, or behind a stock nginx), throwaway TLS
+//! material, temporary data roots, a real unix datagram socket as
+//! `NOTIFY_SOCKET`, and handles on spawned binaries.
 // Each test binary uses a different subset of these items and re-exports.
 #![allow(dead_code, unused_imports)]
 
+mod nginx;
 mod pki;
 mod process;
 mod receiver;
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use nginx::{Logged, Nginx};
 pub use pki::Pki;
 pub use process::{NotifySocket, Proc, spawn, wait_exit, wait_until, wait_with_limit};
 pub use receiver::{Receiver, Request};

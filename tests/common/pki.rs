@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 /// PEM files of a test PKI: a CA, a server certificate for 127.0.0.1 and
-/// localhost, and a client certificate, all signed by the CA.
+/// localhost, and a client certificate, all signed by the CA; a client
+/// certificate of that CA that expired in 2021; and a client certificate
+/// of another CA.
 pub struct Pki {
     pub dir: tempfile::TempDir,
 }
@@ -16,16 +18,19 @@ impl Pki {
         };
         let (ca_pem, ca_issuer) = ca("cis490 test CA");
         write("ca.pem", ca_pem);
-        let (cert, key) = leaf(&ca_issuer, &["127.0.0.1", "localhost"], false);
+        let (cert, key) = leaf(&ca_issuer, &["127.0.0.1", "localhost"], false, Lapsed::No);
         write("server.pem", cert);
         write("server.key", key);
-        let (cert, key) = leaf(&ca_issuer, &["lab-test"], true);
+        let (cert, key) = leaf(&ca_issuer, &["lab-test"], true, Lapsed::No);
         write("client.pem", cert);
         write("client.key", key);
+        let (cert, key) = leaf(&ca_issuer, &["lab-test"], true, Lapsed::Yes);
+        write("expired-client.pem", cert);
+        write("expired-client.key", key);
         // A client certificate from an unrelated CA: must be refused.
         let (other_pem, other_issuer) = ca("some other CA");
         write("other-ca.pem", other_pem);
-        let (cert, key) = leaf(&other_issuer, &["intruder"], true);
+        let (cert, key) = leaf(&other_issuer, &["intruder"], true, Lapsed::No);
         write("rogue-client.pem", cert);
         write("rogue-client.key", key);
         Pki { dir }
@@ -51,10 +56,18 @@ fn ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
     (cert.pem(), rcgen::Issuer::new(params, key))
 }
 
+/// Whether a leaf certificate expired long ago (valid 2020 to 2021).
+#[derive(PartialEq)]
+enum Lapsed {
+    No,
+    Yes,
+}
+
 fn leaf(
     issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
     names: &[&str],
     client: bool,
+    lapsed: Lapsed,
 ) -> (String, String) {
     let key = rcgen::KeyPair::generate().expect("key");
     let mut params =
@@ -68,6 +81,10 @@ fn leaf(
     } else {
         rcgen::ExtendedKeyUsagePurpose::ServerAuth
     }];
+    if lapsed == Lapsed::Yes {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
     let cert = params.signed_by(&key, issuer).expect("sign");
     (cert.pem(), key.serialize_pem())
 }

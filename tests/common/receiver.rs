@@ -146,6 +146,20 @@ impl Receiver {
             .unwrap_or(0)
     }
 
+    /// How many `HEAD` requests reached the receiver for `host/id`.
+    pub fn heads(&self, host: &str, id: &str) -> u64 {
+        self.stats()["heads"][format!("{host}/{id}")]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Whether any episode request at all reached the receiver.
+    pub fn saw_nothing(&self) -> bool {
+        let stats = self.stats();
+        let empty = |k: &str| stats[k].as_object().is_none_or(|m| m.is_empty());
+        empty("puts") && empty("heads") && stats["stored"].as_array().is_none_or(|a| a.is_empty())
+    }
+
     /// Every episode request the receiver logged, oldest first, with its
     /// times on this process's monotonic clock.
     pub fn requests(&self) -> Vec<Request> {

@@ -17,6 +17,19 @@ pub enum Action {
     Stall,
     /// Read the body at this many bytes per second, then store as usual.
     Slow(u64),
+    /// Answer `code` to every request for the id, `HEAD` as well as `PUT`,
+    /// before the credentials are checked and without reading any body,
+    /// then close gracefully: what a proxy or TLS terminator in front of
+    /// the receiver does when it refuses a client.
+    Refuse { code: u16, retry_after: Option<u64> },
+}
+
+impl Action {
+    /// Whether this action also answers `HEAD` (every other one is about
+    /// an upload, and leaves a `HEAD` to the store).
+    pub fn covers_head(&self) -> bool {
+        matches!(self, Action::Refuse { .. })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,10 +109,14 @@ fn parse_action(spec: &str) -> Result<Action> {
             let (code, retry_after) = parse_status(arg)?;
             Ok(Action::CloseEarly { code, retry_after })
         }
+        "refuse" => {
+            let (code, retry_after) = parse_status(arg)?;
+            Ok(Action::Refuse { code, retry_after })
+        }
         "slow" => Ok(Action::Slow(parse_rate(arg)?)),
         "once" | "times" => bail!("{kind}: cannot be nested"),
         _ => bail!(
-            "unknown behaviour {kind:?} (expected status:NNN[,retry-after:S], close-early:NNN, stall, slow:BYTES_PER_SEC, normal, once:SPEC, times:N:SPEC)"
+            "unknown behaviour {kind:?} (expected status:NNN[,retry-after:S], close-early:NNN, refuse:NNN, stall, slow:BYTES_PER_SEC, normal, once:SPEC, times:N:SPEC)"
         ),
     }
 }
@@ -157,6 +174,10 @@ impl fmt::Display for Action {
                 write!(f, "close-early:{code}")?;
                 ra(f, retry_after)
             }
+            Action::Refuse { code, retry_after } => {
+                write!(f, "refuse:{code}")?;
+                ra(f, retry_after)
+            }
         }
     }
 }
@@ -197,21 +218,41 @@ impl Rules {
     /// The action for this request; counts down a matching `once:`/`times:` rule
     /// and removes it when used up.
     pub fn take(&mut self, host: &str, episode: &str) -> Action {
+        self.take_if(host, episode, |_| true)
+            .unwrap_or(Action::Normal)
+    }
+
+    /// The action of the rule for this id if it answers every method (a
+    /// `refuse:`), counted down like [`Rules::take`]; `None` (and nothing
+    /// counted) when the most specific rule is about uploads only, or
+    /// there is none.
+    pub fn take_refusal(&mut self, host: &str, episode: &str) -> Option<Action> {
+        self.take_if(host, episode, Action::covers_head)
+    }
+
+    fn take_if(
+        &mut self,
+        host: &str,
+        episode: &str,
+        applies: impl Fn(&Action) -> bool,
+    ) -> Option<Action> {
         let full = format!("{host}/{episode}");
-        for key in [full.as_str(), episode, "*"] {
-            if let Some(rule) = self.map.get_mut(key) {
-                let action = rule.action.clone();
-                match &mut rule.remaining {
-                    Some(n) if *n > 1 => *n -= 1,
-                    Some(_) => {
-                        self.map.remove(key);
-                    }
-                    None => {}
-                }
-                return action;
-            }
+        let key = [full.as_str(), episode, "*"]
+            .into_iter()
+            .find(|k| self.map.contains_key(*k))?;
+        let rule = self.map.get_mut(key)?;
+        if !applies(&rule.action) {
+            return None;
         }
-        Action::Normal
+        let action = rule.action.clone();
+        match &mut rule.remaining {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.map.remove(key);
+            }
+            None => {}
+        }
+        Some(action)
     }
 }
 
@@ -281,6 +322,46 @@ mod tests {
         assert_eq!(rules.take("h", "e2"), Action::Stall);
         assert!(rules.clear("*"));
         assert_eq!(rules.take("x", "e2"), Action::Normal);
+    }
+
+    #[test]
+    fn refusals_answer_every_method_and_count_every_request() {
+        let r = parse_rule("times:2:refuse:400").expect("parse");
+        assert_eq!(
+            r.action,
+            Action::Refuse {
+                code: 400,
+                retry_after: None
+            }
+        );
+        assert_eq!(r.to_string(), "times:2:refuse:400");
+        assert!(parse_rule("refuse").is_err());
+        let mut rules = Rules::default();
+        rules.set("*".into(), r);
+        rules.set("e-412".into(), parse_rule("status:412").expect("parse"));
+        let refuse = Some(Action::Refuse {
+            code: 400,
+            retry_after: None,
+        });
+        // The most specific rule decides: an upload-only rule leaves HEAD
+        // alone and counts nothing.
+        assert_eq!(rules.take_refusal("h", "e-412"), None);
+        assert_eq!(
+            rules.list().get("*").map(String::as_str),
+            Some("times:2:refuse:400")
+        );
+        // A HEAD and a PUT each count as one request.
+        assert_eq!(rules.take_refusal("h", "e"), refuse);
+        assert_eq!(rules.take_refusal("h", "e"), refuse);
+        assert_eq!(rules.take_refusal("h", "e"), None);
+        assert_eq!(rules.take("h", "e"), Action::Normal);
+        assert_eq!(
+            rules.take("h", "e-412"),
+            Action::Status {
+                code: 412,
+                retry_after: None
+            }
+        );
     }
 
     #[test]

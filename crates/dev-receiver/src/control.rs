@@ -66,6 +66,7 @@ pub fn control(conn: &mut Conn, req: &Request, shared: &Shared, segs: &[&str]) -
                 200,
                 &json!({
                     "puts": stats.puts,
+                    "heads": stats.heads,
                     "stored": list_stored(&shared.store),
                     "responses": stats.responses,
                     "requests": stats.requests_json(),

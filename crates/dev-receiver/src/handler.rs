@@ -12,6 +12,7 @@ use crate::behave::Rules;
 use crate::body::read_chunked;
 use crate::conn::Conn;
 use crate::control::control;
+use crate::head::head_episode;
 use crate::http::{self, HeadError, Request, Response};
 use crate::stats::Stats;
 use crate::upload::put_episode;
@@ -124,6 +125,12 @@ pub fn respond(
     after: After,
 ) -> Outcome {
     let close = after != After::KeepAlive || req.wants_close();
+    // Whatever answers a HEAD sends its head only.
+    let resp = if req.method == "HEAD" {
+        resp.for_head(None, None)
+    } else {
+        resp
+    };
     let status = resp.status;
     if conn.send(&resp.serialize(close)).is_err() {
         return Outcome::new(Some(status), bytes, After::Close).note("client gone before response");
@@ -161,13 +168,15 @@ fn handle(conn: &mut Conn, req: &Request, shared: &Shared) -> Outcome {
         .split('/')
         .collect();
     match segs.as_slice() {
-        ["episodes", host, episode] => {
-            if req.method != "PUT" {
-                let resp = Response::text(405, "method not allowed").with_header("Allow", "PUT");
-                return respond_skip_body(conn, req, resp);
+        ["episodes", host, episode] => match req.method.as_str() {
+            "PUT" => put_episode(conn, req, shared, host, episode),
+            "HEAD" => head_episode(conn, req, shared, host, episode),
+            _ => {
+                let resp =
+                    Response::text(405, "method not allowed").with_header("Allow", "PUT, HEAD");
+                respond_skip_body(conn, req, resp)
             }
-            put_episode(conn, req, shared, host, episode)
-        }
+        },
         ["_control", ..] if shared.control => control(conn, req, shared, &segs[1..]),
         ["_sink", ..] if req.method == "PUT" => sink(conn, req),
         _ => respond_skip_body(conn, req, Response::text(404, "not found")),

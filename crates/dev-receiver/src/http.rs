@@ -235,6 +235,8 @@ pub struct Response {
     headers: Vec<(&'static str, String)>,
     content_type: &'static str,
     body: Vec<u8>,
+    /// An answer to `HEAD`: the head only, with this `Content-Length`.
+    head_only: Option<u64>,
 }
 
 impl Response {
@@ -244,6 +246,7 @@ impl Response {
             headers: Vec::new(),
             content_type: "text/plain; charset=utf-8",
             body: body.into().into_bytes(),
+            head_only: None,
         }
     }
 
@@ -255,7 +258,19 @@ impl Response {
             headers: Vec::new(),
             content_type: "application/json",
             body,
+            head_only: None,
         }
+    }
+
+    /// The answer to a `HEAD`: no body is sent, and `Content-Length` is
+    /// `length` (what a `GET` would carry) or else this body's.
+    pub fn for_head(mut self, length: Option<u64>, content_type: Option<&'static str>) -> Self {
+        let length = length.or(self.head_only);
+        self.head_only = Some(length.unwrap_or(self.body.len() as u64));
+        if let Some(t) = content_type {
+            self.content_type = t;
+        }
+        self
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -270,7 +285,7 @@ impl Response {
             self.status,
             reason(self.status),
             self.content_type,
-            self.body.len()
+            self.head_only.unwrap_or(self.body.len() as u64)
         );
         for (n, v) in &self.headers {
             head.push_str(n);
@@ -284,7 +299,9 @@ impl Response {
             "Connection: keep-alive\r\n\r\n"
         });
         out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(&self.body);
+        if self.head_only.is_none() {
+            out.extend_from_slice(&self.body);
+        }
         out
     }
 }
@@ -321,6 +338,27 @@ mod tests {
         let r = parse("PUT / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
             .expect("parse");
         assert!(r.content_length().is_err());
+    }
+
+    #[test]
+    fn head_answers_carry_no_body() {
+        let get = Response::text(404, "not found").serialize(false);
+        let head = Response::text(404, "not found")
+            .for_head(None, None)
+            .serialize(false);
+        let text = String::from_utf8(head).expect("utf-8");
+        assert!(text.contains("Content-Length: 9\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert_eq!(get.len(), text.len() + 9);
+        let stored = Response::text(200, "")
+            .for_head(Some(1234), Some("application/gzip"))
+            .serialize(false);
+        let text = String::from_utf8(stored).expect("utf-8");
+        assert!(text.contains("Content-Length: 1234\r\n"), "{text}");
+        assert!(
+            text.contains("Content-Type: application/gzip\r\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod conn;
 mod control;
 mod digest;
 mod handler;
+mod head;
 mod http;
 mod stats;
 mod tls;

@@ -11,6 +11,8 @@ const REQUEST_LOG_MAX: usize = 10_000;
 #[derive(Default)]
 pub struct Stats {
     pub puts: BTreeMap<String, u64>,
+    /// `HEAD` requests per `host/episode` (not in the request log).
+    pub heads: BTreeMap<String, u64>,
     pub responses: BTreeMap<String, Vec<u16>>,
     /// Episode requests, oldest first, numbered consecutively from `first_seq`.
     requests: VecDeque<Logged>,

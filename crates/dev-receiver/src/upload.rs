@@ -1,5 +1,6 @@
 //! `PUT /episodes/{host_id}/{episode_id}`: apply any injected misbehaviour,
-//! otherwise verify the body's digest and store it atomically.
+//! otherwise verify the body's digest and store it atomically. (`HEAD` of
+//! the same URL is in `head.rs`.)
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -22,7 +23,7 @@ const STALL_READ: u64 = 64 * 1024;
 const STALL_MAX: Duration = Duration::from_secs(3600);
 
 /// Percent-decode and validate one id segment.
-fn decode_id(raw: &str) -> Result<String, &'static str> {
+pub fn decode_id(raw: &str) -> Result<String, &'static str> {
     let id = http::percent_decode(raw).ok_or("invalid percent-encoding in path")?;
     if id.is_empty() {
         return Err("empty id in path");
@@ -42,7 +43,12 @@ fn decode_id(raw: &str) -> Result<String, &'static str> {
     Ok(id)
 }
 
-fn injected_response(code: u16, retry_after: Option<u64>, host: &str, episode: &str) -> Response {
+pub fn injected_response(
+    code: u16,
+    retry_after: Option<u64>,
+    host: &str,
+    episode: &str,
+) -> Response {
     let body = match code {
         412 => format!("412 not in recording window for host {host}"),
         409 => "already stored".to_owned(),
@@ -124,6 +130,12 @@ fn put_episode_inner(
     episode: &str,
     key: &str,
 ) -> Outcome {
+    // A proxy in front of the receiver refuses before anything else.
+    let refusal = lock(&shared.rules).take_refusal(host, episode);
+    if let Some(Action::Refuse { code, retry_after }) = refusal {
+        let resp = injected_response(code, retry_after, host, episode);
+        return respond(conn, req, resp, 0, After::Graceful).note("injected refusal");
+    }
     if let Some(resp) = check_auth(req, shared) {
         return respond_skip_body(conn, req, resp);
     }
@@ -154,7 +166,7 @@ fn put_episode_inner(
     let rate = match action {
         Action::Normal => None,
         Action::Slow(r) => Some(r),
-        Action::CloseEarly { code, retry_after } => {
+        Action::CloseEarly { code, retry_after } | Action::Refuse { code, retry_after } => {
             let resp = injected_response(code, retry_after, host, episode);
             return respond(conn, req, resp, 0, After::Graceful).note("injected close-early");
         }
@@ -191,20 +203,25 @@ fn put_episode_inner(
 /// different content.
 fn already_stored(path: &std::path::Path) -> Response {
     let resp = Response::text(409, "already stored");
-    let Ok(mut file) = File::open(path) else {
-        return resp;
-    };
+    match repr_digest(path) {
+        Some(digest) => resp.with_header("Repr-Digest", digest),
+        None => resp,
+    }
+}
+
+/// `Repr-Digest` of a stored archive: `sha-256=:<base64>:` (RFC 9530).
+pub fn repr_digest(path: &std::path::Path) -> Option<String> {
+    let mut file = File::open(path).ok()?;
     let mut hasher = BodyHasher::new();
     let mut buf = vec![0u8; BUF_SIZE];
     loop {
         match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => hasher.update(&buf[..n]),
-            Err(_) => return resp,
+            Err(_) => return None,
         }
     }
-    let digest = B64.encode(hasher.finish());
-    resp.with_header("Repr-Digest", format!("sha-256=:{digest}:"))
+    Some(format!("sha-256=:{}:", B64.encode(hasher.finish())))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -30,13 +30,12 @@ fn exchange(addr: &str, request: &str) -> String {
     response
 }
 
-#[test]
-fn starts_and_answers_health_and_refuses_an_upload_without_digest() {
-    let store =
-        std::env::temp_dir().join(format!("cis490-dev-receiver-smoke-{}", std::process::id()));
+/// Start a receiver on a random port with `args`; its `host:port`.
+fn start(store: &std::path::Path, args: &[&str]) -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cis490-dev-receiver"))
         .args(["--listen", "127.0.0.1:0", "--store"])
-        .arg(&store)
+        .arg(store)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -52,6 +51,14 @@ fn starts_and_answers_health_and_refuses_an_upload_without_digest() {
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
+    (receiver, addr)
+}
+
+#[test]
+fn starts_and_answers_health_and_refuses_an_upload_without_digest() {
+    let store =
+        std::env::temp_dir().join(format!("cis490-dev-receiver-smoke-{}", std::process::id()));
+    let (receiver, addr) = start(&store, &[]);
 
     let health = exchange(
         &addr,
@@ -66,6 +73,69 @@ fn starts_and_answers_health_and_refuses_an_upload_without_digest() {
     );
     assert!(upload.starts_with("HTTP/1.1 400"), "{upload}");
     assert!(upload.contains("missing content-digest"), "{upload}");
+
+    drop(receiver);
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+fn head(addr: &str, path: &str) -> String {
+    exchange(
+        addr,
+        &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+#[test]
+fn head_says_whether_stored_and_a_refusal_rule_refuses_every_method() {
+    use base64::Engine as _;
+    let store = std::env::temp_dir().join(format!(
+        "cis490-dev-receiver-smoke-head-{}",
+        std::process::id()
+    ));
+    let (receiver, addr) = start(&store, &["--behave", "proxied=refuse:400"]);
+
+    let missing = head(&addr, "/episodes/h/e");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    // The head only: a HEAD answer has no body.
+    assert!(missing.ends_with("\r\n\r\n"), "{missing}");
+
+    let body = b"hello";
+    let digest = base64::engine::general_purpose::STANDARD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body));
+    let put = exchange(
+        &addr,
+        &format!(
+            "PUT /episodes/h/e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+             Content-Digest: sha-256=:{digest}:\r\nConnection: close\r\n\r\nhello"
+        ),
+    );
+    assert!(put.starts_with("HTTP/1.1 201"), "{put}");
+    let stored = head(&addr, "/episodes/h/e");
+    assert!(stored.starts_with("HTTP/1.1 200"), "{stored}");
+    assert!(stored.contains("Content-Length: 5\r\n"), "{stored}");
+    assert!(
+        stored.contains(&format!("Repr-Digest: sha-256=:{digest}:\r\n")),
+        "{stored}"
+    );
+    assert!(stored.ends_with("\r\n\r\n"), "{stored}");
+
+    // `refuse:` answers HEAD and PUT alike, before any store check.
+    let refused = head(&addr, "/episodes/h/proxied");
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    assert!(refused.ends_with("\r\n\r\n"), "{refused}");
+    let put = exchange(
+        &addr,
+        "PUT /episodes/h/proxied HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    );
+    assert!(put.starts_with("HTTP/1.1 400"), "{put}");
+    assert!(!put.contains("content-digest"), "{put}");
+
+    let other = exchange(
+        &addr,
+        "GET /episodes/h/e HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(other.starts_with("HTTP/1.1 405"), "{other}");
+    assert!(other.contains("Allow: PUT, HEAD\r\n"), "{other}");
 
     drop(receiver);
     let _ = std::fs::remove_dir_all(&store);

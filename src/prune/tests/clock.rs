@@ -25,6 +25,7 @@ fn settled_at(layout: &Layout, state: State, id: &str, entered_at: u64) -> PathB
         sha256: None,
         archive_bytes: None,
         attempts: 1,
+        refusal_check: None,
     }
     .store(layout, &EpisodeId::parse(id).expect("id"))
     .expect("sidecar");
