@@ -31,6 +31,9 @@ pub struct Fleet {
     pub outages: Vec<Outage>,
     pub overload: Option<Overload>,
     pub reboot: Option<Reboot>,
+    /// Scanners pace a backlog and spread their start, as the daemon does
+    /// now; false: as it did before (`--unpaced`).
+    pub paced: bool,
 }
 
 /// What happened: the receiver's traffic and every episode's fate.
@@ -56,7 +59,7 @@ pub fn simulate(fleet: &Fleet) -> Run {
     let mut hosts: Vec<Host> = (0..fleet.hosts)
         .map(|i| {
             heap.push(Reverse((rng.below(every_ms), RECORD, i)));
-            Host::new(i, rng.below(interval))
+            Host::new(i, rng.below(interval), fleet.paced)
         })
         .collect();
     if let Some(r) = fleet.reboot {
@@ -102,6 +105,7 @@ pub fn simulate(fleet: &Fleet) -> Run {
                 // The scanner's first pass comes at once after its start.
                 host.scan_phase_ms = t % interval;
                 host.wake_ms = None;
+                host.start_scanner(&mut world);
                 t
             }
         };

@@ -8,18 +8,21 @@
 //!   episode into the outbox, else it uploads it;
 //! - the scanner runs a pass every `scan_interval_s` (`Scanner::pass`):
 //!   nothing while the pause holds, else the due entries in
-//!   [`schedule::order`], one after another, stopping at the first pause.
+//!   [`schedule::plan`] (all in [`schedule::order`], or one at a time while
+//!   a [`Drain`] paces the backlog of a long outage), one after another,
+//!   stopping at the first pause. A scanner that starts waits
+//!   [`host::hold_after_restart`].
 //!
 //! Every retry time, pause and pass order comes from `cis490`: `decide`,
-//! `HostSignal::of`, `after_signal`, `HostPause::holds`, `schedule::order`
-//! and `schedule::after_outcome`.
+//! `HostSignal::of`, `after_signal`, `HostPause::holds`, `hold_after_restart`,
+//! `schedule::plan`, `Drain::after_outcome` and `schedule::after_outcome`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cis490::layout::{EpisodeId, RetryState, State};
 use cis490::machine::host::{self, HostPause, HostSignal, PauseChange};
 use cis490::machine::{self, Attempt, Transition};
-use cis490::scan::schedule::{self, Due, QueueEntry};
+use cis490::scan::schedule::{self, Drain, Due, QueueEntry};
 
 use crate::receiver::Receiver;
 use crate::rng::Rng;
@@ -86,20 +89,30 @@ pub struct Host {
     pub wake_ms: Option<u64>,
     /// Powered off until then: no recording, no pass.
     pub down: Option<(u64, u64)>,
+    /// The scanner runs as the daemon (`Scanner::pace_as_daemon`); false:
+    /// as before pacing existed.
+    pub paced: bool,
+    /// The scanner's own state: the pause as it last read it, its drain,
+    /// and the hold after its start.
+    pub scanner_seen: Option<HostPause>,
+    pub drain: Option<Drain>,
+    pub start_hold: u64,
     recorded: u32,
 }
 
 impl Host {
-    pub fn new(index: u32, scan_phase_ms: u64) -> Host {
+    pub fn new(index: u32, scan_phase_ms: u64, paced: bool) -> Host {
         Host {
             index,
             scan_phase_ms,
+            paced,
             ..Host::default()
         }
     }
 
     pub fn is_down(&self, now_ms: u64) -> bool {
-        self.down.is_some_and(|(from, until)| (from..until).contains(&now_ms))
+        self.down
+            .is_some_and(|(from, until)| (from..until).contains(&now_ms))
     }
 
     /// The recorder renamed a new episode into `episodes/`; the path unit
@@ -120,18 +133,38 @@ impl Host {
             .is_some_and(|p| p.holds(unix_s(w.now_ms)));
         if !paused {
             // ship_ids of the one ready episode.
-            self.attempt(self.pending.len() - 1, w);
+            let before = self.pause.clone();
+            let (change, _) = self.attempt(self.pending.len() - 1, w);
+            if change == PauseChange::Lift && self.scanner_seen.is_none() {
+                // The scanner reads the pause file every pass: it saw it.
+                self.scanner_seen = before;
+            }
         }
         // Else claimed into the outbox, no retry file: due at once.
     }
 
-    /// One scanner pass (`Scanner::pass`), at a time it has work.
+    /// The scanner starts (at boot): `Scanner::new`, `pace_as_daemon`.
+    pub fn start_scanner(&mut self, w: &mut World) {
+        self.scanner_seen = self.pause.clone();
+        self.drain = None;
+        self.start_hold = if self.paced {
+            host::hold_after_restart(self.pause.as_ref(), unix_s(w.now_ms), w.rng.unit())
+        } else {
+            0
+        };
+    }
+
+    /// One scanner pass (`Scanner::pass`), at a time it may have work.
     pub fn scan_pass(&mut self, w: &mut World) {
         let now = unix_s(w.now_ms);
-        if self.pause.as_ref().is_some_and(|p| p.holds(now)) {
+        let seen = std::mem::replace(&mut self.scanner_seen, self.pause.clone());
+        if let (true, Some(before), None) = (self.paced, &seen, &self.pause) {
+            self.drain = Drain::after_outage(known(before.since), now, self.drain);
+        }
+        if self.pause.as_ref().is_some_and(|p| p.holds(now)) || now < self.start_hold {
             return;
         }
-        let due = schedule::order(
+        let due = schedule::plan(
             self.pending
                 .iter()
                 .filter(|p| p.not_before <= now)
@@ -142,6 +175,9 @@ impl Host {
                     failed_attempts: p.retry.attempts,
                 })
                 .collect(),
+            &mut self.drain,
+            now,
+            w.rng.unit(),
         );
         for id in due {
             let Some(i) = self.pending.iter().position(|p| p.id == id) else {
@@ -157,8 +193,21 @@ impl Host {
                     p.not_before = not_before;
                 }
             }
-            if matches!(change, PauseChange::Start(_)) {
-                break;
+            match change {
+                PauseChange::Keep => {}
+                PauseChange::Start(p) => {
+                    self.scanner_seen = Some(p);
+                    break;
+                }
+                PauseChange::Lift => {
+                    let since = self.scanner_seen.take().and_then(|p| known(p.since));
+                    if self.paced {
+                        self.drain = Drain::after_outage(since, unix_s(w.now_ms), self.drain);
+                    }
+                    if self.drain.is_some() {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -214,7 +263,15 @@ impl Host {
         {
             at = at.max(ms_of_unix(p.until));
         }
+        at = at.max(ms_of_unix(self.start_hold));
+        if let Some(d) = self.drain {
+            at = at.max(ms_of_unix(d.next_at.min(d.until)));
+        }
         let phase = self.scan_phase_ms % interval_ms;
         Some(at + (phase + interval_ms - at % interval_ms) % interval_ms)
     }
+}
+
+fn known(since: u64) -> Option<u64> {
+    (since > 0).then_some(since)
 }

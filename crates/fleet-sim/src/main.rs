@@ -19,6 +19,11 @@ struct Args {
     #[arg(long, default_value_t = 14)]
     seed: u64,
 
+    /// Run the scanners as they were before the backlog was paced (no
+    /// drain after an outage, no spread start), for comparison.
+    #[arg(long)]
+    unpaced: bool,
+
     /// Run only the scenarios whose name contains this.
     #[arg(long)]
     only: Option<String>,
@@ -28,16 +33,29 @@ fn main() {
     let args = Args::parse();
     let scenarios: Vec<Scenario> = scenario::standard(args.hosts, args.seed)
         .into_iter()
-        .filter(|s| args.only.as_ref().is_none_or(|o| s.name.contains(o.as_str())))
+        .filter(|s| {
+            args.only
+                .as_ref()
+                .is_none_or(|o| s.name.contains(o.as_str()))
+        })
+        .map(|mut s| {
+            s.fleet.paced = !args.unpaced;
+            s
+        })
         .collect();
     let started = Instant::now();
     let outcomes: Vec<_> = scenarios.iter().map(Scenario::run).collect();
     println!(
-        "{} hosts, one episode per host every {} min, scan every {} s, seed {}\n",
+        "{} hosts, one episode per host every {} min, scan every {} s, seed {}{}\n",
         args.hosts,
         scenario::RECORD_EVERY_S / 60,
         scenario::SCAN_INTERVAL_MS / 1000,
-        args.seed
+        args.seed,
+        if args.unpaced {
+            ", unpaced (as before)"
+        } else {
+            ""
+        }
     );
     print!("{}", scenario::table(&outcomes));
     eprintln!(

@@ -102,9 +102,10 @@ impl Receiver {
     pub fn answer(&mut self, host: u32, now_ms: u64) -> Verdict {
         let s = now_ms / 1000;
         let second = s as usize;
-        let outage = self.outages.iter().find(|o| {
-            (o.from_s..o.until_s).contains(&s) && o.hosts.is_none_or(|n| host < n)
-        });
+        let outage = self
+            .outages
+            .iter()
+            .find(|o| (o.from_s..o.until_s).contains(&s) && o.hosts.is_none_or(|n| host < n));
         if let Some(o) = outage {
             self.traffic.count(second, true);
             return o.failure.verdict();

@@ -39,6 +39,7 @@ impl Scenario {
                 outages: Vec::new(),
                 overload: None,
                 reboot: None,
+                paced: true,
             },
             outage_s,
             recovery_s,
