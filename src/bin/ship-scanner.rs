@@ -119,6 +119,7 @@ fn guarded_pass(scanner: &mut Scanner, heartbeat: &mut Heartbeat) -> Result<Pass
 }
 
 fn run(scanner: &mut Scanner, heartbeat: &mut Heartbeat, interval: Duration) -> ExitCode {
+    scanner.pace_as_daemon();
     // The queue first: READY=1 means "the backlog is known".
     if let Err(e) = scanner.refresh() {
         cis490::cli::fail(&format!("cannot build the queue: {e}"));

@@ -87,6 +87,11 @@ pub struct HostPause {
     pub until: u64,
     /// Failures in a row that led to it.
     pub failures: u32,
+    /// Unix seconds of the first failure of the row: how long the receiver
+    /// has been away, which paces the backlog once it is back (0 in a
+    /// file written before this field existed).
+    #[serde(default)]
+    pub since: u64,
     /// A refusal (fix the config) rather than an unavailable receiver.
     pub refused: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,12 +146,17 @@ pub fn after_signal(
     jitter: f64,
 ) -> PauseChange {
     let failures = before.map_or(0, |p| p.failures).saturating_add(1);
+    let since = before
+        .map(|p| p.since)
+        .filter(|&s| s > 0)
+        .unwrap_or_else(|| crate::layout::unix_secs(now));
     let schedule = backoff_with(failures, None, jitter).min(MAX_HOST_PAUSE);
     let pause = |delay: Duration, refused, status, reason: &str, fix: Option<String>| {
         PauseChange::Start(HostPause {
             // Rounded up: a Retry-After of 2 s holds for at least 2 s.
             until: unix_secs_ceil(now.checked_add(delay).unwrap_or(now)),
             failures,
+            since,
             refused,
             status,
             reason: reason.to_string(),
@@ -169,6 +179,22 @@ pub fn after_signal(
         } => {
             let floor = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
             pause(schedule.max(floor), false, *status, reason, None)
+        }
+    }
+}
+
+/// When a scanner that just started may send its first upload, given the
+/// pause it found on disk. A pause still holding is waited out; one that
+/// ran out while the host was down is not a licence to probe at once: a
+/// lab that boots together would probe together. The first probe comes at
+/// a random point of the longest pause instead.
+pub fn hold_after_restart(pause: Option<&HostPause>, now: u64, jitter: f64) -> u64 {
+    match pause {
+        None => now,
+        Some(p) if p.holds(now) => p.until,
+        Some(_) => {
+            let spread = MAX_HOST_PAUSE.as_secs_f64() * jitter.clamp(0.0, 1.0);
+            now.saturating_add(spread.round() as u64)
         }
     }
 }
@@ -248,6 +274,7 @@ mod tests {
         let prior = |failures, until| HostPause {
             until,
             failures,
+            since: NOW - 3600,
             refused: false,
             status: Some(503),
             reason: "r".into(),
@@ -305,6 +332,7 @@ mod tests {
         let pause = HostPause {
             until: NOW + 10 * 365 * 86_400,
             failures: 1,
+            since: NOW,
             refused: false,
             status: None,
             reason: "r".into(),
@@ -334,6 +362,7 @@ mod tests {
             status: Some(503),
             reason: "HTTP 503".into(),
             fix: None,
+            since: 0,
         }
     }
 
@@ -362,5 +391,53 @@ mod tests {
             assert_eq!(p.holds(now), holds, "{row}: {p:?}");
             assert!(p.until <= now.max(written.unwrap_or(now)) + h, "{row}");
         }
+    }
+
+    #[test]
+    fn a_row_of_failures_keeps_its_start_until_the_receiver_answers() {
+        let unavailable = HostSignal::Unavailable {
+            status: None,
+            reason: "refused".into(),
+            retry_after: None,
+        };
+        let PauseChange::Start(first) = after_signal(&unavailable, None, now(), 0.5) else {
+            panic!("must pause");
+        };
+        assert_eq!(first.since, NOW);
+        let later = now() + Duration::from_secs(700);
+        let PauseChange::Start(next) = after_signal(&unavailable, Some(&first), later, 0.5) else {
+            panic!("must pause");
+        };
+        assert_eq!((next.since, next.failures), (NOW, 2));
+        // A file from before the field: the row starts now.
+        let old = HostPause { since: 0, ..first };
+        let PauseChange::Start(next) = after_signal(&unavailable, Some(&old), later, 0.5) else {
+            panic!("must pause");
+        };
+        assert_eq!(next.since, NOW + 700);
+    }
+
+    #[test]
+    fn a_restarted_scanner_waits_out_a_pause_and_spreads_a_stale_one() {
+        let pause = HostPause {
+            until: NOW + 40,
+            failures: 9,
+            refused: false,
+            status: None,
+            reason: "r".into(),
+            fix: None,
+            since: NOW - 3600,
+        };
+        assert_eq!(hold_after_restart(None, NOW, 0.9), NOW);
+        assert_eq!(hold_after_restart(Some(&pause), NOW, 0.9), NOW + 40);
+        let stale = HostPause {
+            until: NOW - 600,
+            ..pause
+        };
+        let holds: Vec<u64> = [0.0, 0.5, 0.999]
+            .iter()
+            .map(|&j| hold_after_restart(Some(&stale), NOW, j))
+            .collect();
+        assert_eq!(holds, [NOW, NOW + 150, NOW + 300]);
     }
 }

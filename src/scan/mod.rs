@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Config;
 use crate::layout::{EpisodeId, RetryState, State, unix_now};
-use crate::machine::host::{HostPause, PauseChange};
+use crate::machine::host::{self, HostPause, PauseChange};
 use crate::machine::retry_horizon;
 use crate::outcome::random_unit;
 use crate::ship::{EpisodeReport, Observer, RunReport, ShipError, Shipper};
@@ -33,7 +33,7 @@ use crate::transport::Progress;
 
 pub use crate::machine::host::MAX_HOST_PAUSE;
 pub use heartbeat::Heartbeat;
-use schedule::QueueEntry;
+use schedule::{Drain, QueueEntry};
 
 /// One pending episode, as the scanner knows it.
 #[derive(Debug, Clone)]
@@ -64,6 +64,12 @@ pub struct Scanner {
     /// The receiver pause as last read or set (shared on disk with
     /// `ship-episode`).
     pause: Option<HostPause>,
+    /// The backlog of a long outage, being replayed at its own pace.
+    drain: Option<Drain>,
+    /// Unix seconds before which this scanner, just started, sends nothing.
+    start_hold: u64,
+    /// Pace a backlog and spread the start (the daemon; not `--once`).
+    paced: bool,
     /// Directory names already warned about (not valid ids).
     warned_names: BTreeSet<String>,
     stop: &'static AtomicBool,
@@ -74,13 +80,27 @@ impl Scanner {
     /// set by the signal handler: the scanner then finishes nothing new and
     /// aborts an upload in flight.
     pub fn new(config: &Config, stop: &'static AtomicBool) -> Result<Scanner, ShipError> {
+        let shipper = Shipper::new(config)?;
+        let pause = shipper.host_pause();
         Ok(Scanner {
-            shipper: Shipper::new(config)?,
+            shipper,
             queue: BTreeMap::new(),
-            pause: None,
+            pause,
+            drain: None,
+            start_hold: 0,
+            paced: false,
             warned_names: BTreeSet::new(),
             stop,
         })
+    }
+
+    /// Run as the daemon of a fleet: after a long outage the backlog is
+    /// replayed at its own pace ([`Drain`]), and a start that finds a pause
+    /// run out while the host was down spreads its first upload
+    /// ([`host::hold_after_restart`]). A single `--once` pass does neither.
+    pub fn pace_as_daemon(&mut self) {
+        self.paced = true;
+        self.start_hold = host::hold_after_restart(self.pause.as_ref(), unix_now(), random_unit());
     }
 
     pub fn shipper(&self) -> &Shipper {
@@ -189,13 +209,20 @@ impl Scanner {
         self.refresh()?;
         let mut run = RunReport::default();
         let now = unix_now();
-        self.pause = self.shipper.host_pause();
+        let seen = std::mem::replace(&mut self.pause, self.shipper.host_pause());
+        if let (true, Some(before), None) = (self.paced, &seen, &self.pause) {
+            // `ship-episode` got an answer meanwhile: the receiver is back.
+            self.drain = Drain::after_outage(known(before.since), now, self.drain);
+        }
         if let Some(p) = &self.pause
             && p.holds(now)
         {
             return Ok(self.report(run));
         }
-        let due = schedule::order(
+        if now < self.start_hold {
+            return Ok(self.report(run));
+        }
+        let due = schedule::plan(
             self.queue
                 .iter()
                 .filter(|(_, e)| e.not_before <= now)
@@ -206,6 +233,9 @@ impl Scanner {
                     failed_attempts: e.attempts,
                 })
                 .collect(),
+            &mut self.drain,
+            now,
+            random_unit(),
         );
         if self.pause.is_some() && !due.is_empty() {
             tracing::info!("receiver pause over: trying one episode first");
@@ -230,7 +260,20 @@ impl Scanner {
             self.settle(&r);
             run.push(r);
             match change {
-                PauseChange::Lift => self.pause = None,
+                PauseChange::Lift => {
+                    let since = self.pause.take().and_then(|p| known(p.since));
+                    if self.paced {
+                        self.drain = Drain::after_outage(since, unix_now(), self.drain);
+                    }
+                    if self.drain.is_some() {
+                        // The probe got through: the rest at the drain's pace.
+                        tracing::info!(
+                            "the receiver is back after a long outage: the backlog is spread \
+                             over as long as it lasted"
+                        );
+                        break;
+                    }
+                }
                 PauseChange::Start(p) => {
                     self.pause = Some(p.clone());
                     run.paused = Some(p);
@@ -324,11 +367,23 @@ impl Scanner {
         if total == 0 {
             return "idle: nothing pending".into();
         }
+        if let Some(d) = self.drain.filter(|d| now < d.until) {
+            return format!(
+                "{pending}, backlog of an outage paced for {}s more, next in {}s",
+                d.until - now,
+                d.next_at.saturating_sub(now)
+            );
+        }
         match self.next_retry_in() {
             Some(0) | None => format!("{pending}, shipping now"),
             Some(s) => format!("{pending}, next retry in {s}s"),
         }
     }
+}
+
+/// A row's start, if the pause file recorded one.
+fn known(since: u64) -> Option<u64> {
+    (since > 0).then_some(since)
 }
 
 /// Packing and uploading progress keeps the watchdog fed; a stop request
