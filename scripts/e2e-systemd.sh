@@ -592,7 +592,9 @@ do_doctor() {
     printf '%s\n' "$out" | head -n 40
     echo "(doctor exit status $rc)"
     # It must report what this test did to the host.
-    grep -q 'HTTP 503 ×6' <<<"$out" || fail "doctor does not report the six 503s"
+    # One or two of the six 503 episodes were uploaded: the rest waited out
+    # the receiver pause in the outbox.
+    grep -Eq 'HTTP 503 ×[12]\b' <<<"$out" || fail "doctor does not report the 503s"
     grep -q 'HTTP 400 ×2' <<<"$out" || fail "doctor does not report the two quarantines"
     grep -q 'cis490-ship-episode.path is watching' <<<"$out" || fail "doctor does not see the path unit watching"
     if have_bin ship-scanner; then
