@@ -61,9 +61,7 @@ impl RateSchedule {
 
     /// The rate in force at `minute` of the day (0..1440).
     pub fn rate_at(&self, minute: u16) -> Rate {
-        let Some(last) = self.slots.last() else {
-            return None;
-        };
+        let last = self.slots.last()?;
         // Before the first slot of the day, yesterday's last slot holds.
         self.slots
             .iter()
@@ -223,7 +221,7 @@ fn parse_rate(s: &str) -> Result<Rate, String> {
         }
     };
     let bytes = n * scale;
-    if !bytes.is_finite() || bytes < 1024.0 || bytes > 1e15 {
+    if !(1024.0..=1e15).contains(&bytes) {
         return Err(format!(
             "{s:?} is out of range (1K to 900T per second, or \"off\")"
         ));

@@ -62,6 +62,8 @@ pub fn check(space: Space, percent: f64, need: u64) -> Result<(), Shortfall> {
     }
 }
 
+// The statvfs field widths differ between targets.
+#[allow(clippy::unnecessary_cast)]
 fn from_statvfs(s: &libc::statvfs) -> Space {
     let frsize = s.f_frsize as u64;
     Space {

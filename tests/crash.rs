@@ -281,3 +281,56 @@ fn sigterm_lets_a_settle_in_flight_finish() {
         "the settle was cut short"
     );
 }
+
+/// The recorder fills the disk while an archive is being staged: staging
+/// stops at its next look at the free space, removes its partial file, and
+/// the episode waits in the outbox with the space it needs.
+#[test]
+fn staging_stops_when_the_recorder_fills_the_disk_meanwhile() {
+    let fs = SmallFs::mount(64);
+    let rcv = Receiver::http(&[]);
+    let (site, data) = site_on(&fs, &rcv.url, "disk_reserve_percent = 10");
+    // Fits when staging starts: 16 MiB of video, ~48 MiB free.
+    common::record(&data, "grow", 16 << 20);
+    let mut child = Command::new(SHIP_EPISODE)
+        .arg("--config")
+        .arg(&site.config)
+        // Held after the first chunk reached the partial file.
+        .env(
+            "FAILPOINTS",
+            format!("{}=1*sleep(2000)", failpoint::STAGE_MID_WRITE),
+        )
+        .env_remove("CIS490_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ship-episode");
+    let partial = data.join("outbox/grow.tar.gz.partial");
+    assert!(
+        wait_until(Duration::from_secs(20), || partial.exists()),
+        "staging never started"
+    );
+    // The recorder writes 40 MiB meanwhile: ~8 MiB stay free, near the
+    // 6.4 MiB reserve, too little for the rest of the archive.
+    std::fs::write(fs.path().join("recording.bin"), noise(40 << 20, 9)).expect("recorder");
+    let status = wait_exit(&mut child, Duration::from_secs(30)).expect("ship-episode ends");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(status.code(), Some(75), "{err}");
+    assert!(!partial.exists(), "the partial archive is cleaned up");
+    assert!(!data.join("outbox/grow.tar.gz").exists());
+    assert!(
+        data.join("outbox/grow").is_dir(),
+        "the episode waits in the outbox"
+    );
+    let retry: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("outbox/grow.retry.json")).expect("retry state"),
+    )
+    .expect("json");
+    assert!(retry["stage_needs_bytes"].as_u64().is_some(), "{retry}");
+    assert!(err.contains("disk_reserve_percent"), "{err}");
+    assert!(rcv.requests().is_empty(), "nothing was uploaded");
+}

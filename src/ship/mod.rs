@@ -72,7 +72,8 @@ pub struct Shipper {
 
 impl Shipper {
     pub fn new(config: &Config) -> Result<Shipper, ShipError> {
-        let transport = Transport::new(&config.receiver, config.shipper.request_timeout)?;
+        let transport = Transport::new(&config.receiver, config.shipper.request_timeout)?
+            .with_rate_limit(config.shipper.upload_rate_limit.clone());
         let layout = Layout::new(&config.data_root);
         layout.ensure_dirs()?;
         Ok(Shipper {

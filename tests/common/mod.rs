@@ -9,6 +9,7 @@ mod nginx;
 mod pki;
 mod process;
 mod receiver;
+mod smallfs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,6 +19,7 @@ pub use nginx::{Logged, Nginx};
 pub use pki::Pki;
 pub use process::{NotifySocket, Proc, spawn, wait_exit, wait_until, wait_with_limit};
 pub use receiver::{Receiver, Request};
+pub use smallfs::{SmallFs, record, site_on};
 
 pub const SHIP_EPISODE: &str = env!("CARGO_BIN_EXE_ship-episode");
 pub const QUARANTINE_PRUNE: &str = env!("CARGO_BIN_EXE_quarantine-prune");

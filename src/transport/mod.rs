@@ -10,6 +10,9 @@
 //!   the body before it looks at the response, and so reports a broken pipe;
 //! - cancellation within a fraction of a second (SIGTERM of the scanner).
 
+mod body;
+mod headers;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,9 +20,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 
+use crate::bandwidth::{RateSchedule, Throttle};
 use crate::client_cert::{self, CertInfo, IdentityFiles};
 use crate::config::ReceiverConfig;
 use crate::layout::EpisodeId;
+use body::{body_stream, feed_body};
+pub use headers::{MAX_RETRY_AFTER, parse_retry_after, parse_sha256_digest};
 
 /// How often progress, stalls and cancellation are looked at.
 const TICK: Duration = Duration::from_millis(200);
@@ -122,6 +128,8 @@ pub struct Transport {
     stall_timeout: Duration,
     /// The client certificate's dates, read once at setup.
     client_cert: Option<(IdentityFiles, CertInfo)>,
+    /// `shipper.upload_rate_limit`.
+    rate_limit: RateSchedule,
 }
 
 impl std::fmt::Debug for Transport {
@@ -203,7 +211,14 @@ impl Transport {
             bearer: rcv.bearer_token.as_ref().map(|s| s.expose().to_string()),
             stall_timeout,
             client_cert,
+            rate_limit: RateSchedule::unlimited(),
         })
+    }
+
+    /// Pace uploads to `shipper.upload_rate_limit`.
+    pub fn with_rate_limit(mut self, schedule: RateSchedule) -> Transport {
+        self.rate_limit = schedule;
+        self
     }
 
     /// Is the client certificate still valid at `now`? For a long-running
@@ -274,7 +289,8 @@ impl Transport {
                 let unsent = total.saturating_sub(taken.load(Ordering::Relaxed));
                 read_reply(response, unsent).await
             };
-            let feed = feed_body(file, total, chunks);
+            let throttle = Throttle::new(self.rate_limit.clone());
+            let feed = feed_body(file, total, chunks, throttle);
             tokio::pin!(exchange, feed);
             let mut fed = false;
             let mut ticker = tokio::time::interval(TICK);
@@ -365,54 +381,6 @@ fn client_cert_error(files: &IdentityFiles, problem: &client_cert::CertProblem) 
     }
 }
 
-type Chunk = Result<Vec<u8>, std::io::Error>;
-
-/// Read the staged archive into the body channel, one chunk at a time.
-/// Reads block briefly on local disk, which is acceptable on this
-/// dedicated runtime. Ends early when the connection drops the body.
-async fn feed_body(mut file: std::fs::File, total: u64, chunks: tokio::sync::mpsc::Sender<Chunk>) {
-    use std::io::Read;
-    let mut done = 0u64;
-    while done < total {
-        let want = UPLOAD_CHUNK.min((total - done) as usize);
-        let mut buf = vec![0u8; want];
-        let chunk = match file.read(&mut buf) {
-            Ok(0) => Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "staged archive is shorter than expected",
-            )),
-            Ok(n) => {
-                buf.truncate(n);
-                done += n as u64;
-                Ok(buf)
-            }
-            Err(e) => Err(e),
-        };
-        let failed = chunk.is_err();
-        if chunks.send(chunk).await.is_err() || failed {
-            return;
-        }
-    }
-}
-
-/// The body as the connection sees it: the chunks from the channel,
-/// counting what it has taken.
-fn body_stream(
-    pending: tokio::sync::mpsc::Receiver<Chunk>,
-    taken: Arc<AtomicU64>,
-) -> impl futures_util::Stream<Item = Chunk> + Send + 'static {
-    futures_util::stream::unfold(pending, move |mut pending| {
-        let taken = taken.clone();
-        async move {
-            let chunk = pending.recv().await?;
-            if let Ok(bytes) = &chunk {
-                taken.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            }
-            Some((chunk, pending))
-        }
-    })
-}
-
 async fn read_reply(mut response: reqwest::Response, unsent: u64) -> Result<Reply, TransportError> {
     let status = response.status().as_u16();
     let retry_after = response
@@ -482,20 +450,6 @@ fn has_tls_cause(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// The `sha-256` member of a `Content-Digest`/`Repr-Digest` field
-/// (RFC 9530: `sha-256=:<base64>:`, possibly among other algorithms).
-pub fn parse_sha256_digest(field: &str) -> Option<[u8; 32]> {
-    field.split(',').find_map(|member| {
-        let (alg, value) = member.trim().split_once('=')?;
-        if !alg.trim().eq_ignore_ascii_case("sha-256") {
-            return None;
-        }
-        let b64 = value.trim().strip_prefix(':')?.strip_suffix(':')?;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-        bytes.try_into().ok()
-    })
-}
-
 /// "a: b: c" from an error and its sources, without repeats.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -510,119 +464,5 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// The longest `Retry-After` honoured: a receiver asking for more (or a
-/// garbled header) must not park an episode for months.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
-
-/// `Retry-After` as delay-seconds or an IMF-fixdate HTTP-date (RFC 9110),
-/// capped at [`MAX_RETRY_AFTER`].
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let delay = if let Ok(secs) = value.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = parse_imf_fixdate(value)?;
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    };
-    Some(delay.min(MAX_RETRY_AFTER))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT`
-fn parse_imf_fixdate(s: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let day: u32 = day.parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)? as u32
-        + 1;
-    let year: i64 = year.parse().ok()?;
-    let hms: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else {
-        return None;
-    };
-    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || *h > 23 || *m > 59 || *sec > 60
-    {
-        return None;
-    }
-    // Not negative: the year is 1970 or later.
-    let days = u64::try_from(crate::time::days_from_civil(year, month, day)).ok()?;
-    let secs = days * crate::time::DAY + h * crate::time::HOUR + m * 60 + sec;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_forms() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // 1994-11-06 08:49:37
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:40:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        // Absurd values are capped, never overflow.
-        assert_eq!(
-            parse_retry_after("18446744073709551615", now),
-            Some(MAX_RETRY_AFTER)
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 9999 08:49:37 GMT", now),
-            Some(MAX_RETRY_AFTER)
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 99999 08:49:37 GMT", now),
-            None
-        );
-        assert_eq!(parse_retry_after("-5", now), None);
-    }
-
-    #[test]
-    fn digest_fields() {
-        let d = [7u8; 32];
-        let b64 = base64::engine::general_purpose::STANDARD.encode(d);
-        assert_eq!(parse_sha256_digest(&format!("sha-256=:{b64}:")), Some(d));
-        assert_eq!(
-            parse_sha256_digest(&format!("sha-512=:AAAA:, sha-256=:{b64}:")),
-            Some(d)
-        );
-        assert_eq!(parse_sha256_digest("sha-256=:AAAA:"), None);
-        assert_eq!(parse_sha256_digest("garbage"), None);
-    }
-
-    #[test]
-    fn url_segments_are_encoded() {
-        let rcv = ReceiverConfig {
-            url: "https://collector.wg/base".into(),
-            ca_bundle: None,
-            client_cert: None,
-            client_key: None,
-            bearer_token: None,
-            bearer_token_source: None,
-            verify_tls: true,
-        };
-        let t = Transport::new(&rcv, Duration::from_secs(5)).expect("transport");
-        let id = EpisodeId::parse("run 1?#%").expect("id");
-        assert_eq!(
-            t.episode_url("lab-7", &id).expect("url").as_str(),
-            "https://collector.wg/base/episodes/lab-7/run%201%3F%23%25"
-        );
-    }
-}
+mod tests;
