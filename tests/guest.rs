@@ -9,13 +9,12 @@ use std::process::Command;
 use common::*;
 
 fn ship(site: &Site) -> std::process::Output {
-    let out = Command::new(SHIP_EPISODE)
+    Command::new(SHIP_EPISODE)
         .arg("--config")
         .arg(&site.config)
         .env_remove("CIS490_CONFIG")
         .output()
-        .expect("ship-episode");
-    out
+        .expect("ship-episode")
 }
 
 #[test]
