@@ -63,8 +63,10 @@ fn backlog_ages() {
                 attempts: 4,
                 next_attempt_at: Some(now + 60),
                 last_error: Some("HTTP 503".into()),
+                stage_needs_bytes: None,
             }],
             quarantine: vec![],
+            pause: None,
         }));
         let r = doctor::assess(&f);
         let b = row(&r, "backlog").clone();
@@ -467,4 +469,75 @@ fn binary_warns_of_a_certificate_about_to_expire() {
             .is_some_and(|t| t.starts_with("the client certificate expires in 5 days")),
         "{cert_row:#}"
     );
+}
+
+#[test]
+fn episodes_waiting_for_disk_space_and_a_receiver_pause_get_rows() {
+    use cis490::machine::host::HostPause;
+    let mut f = facts("clean.jsonl");
+    let now = f.now;
+    let waiting = |id: &str, needs| OutboxItem {
+        id: id.into(),
+        since: Some(now - 60),
+        attempts: 1,
+        next_attempt_at: Some(now + 30),
+        last_error: Some("not staged".into()),
+        stage_needs_bytes: needs,
+    };
+    let pause = |fix: Option<&str>| HostPause {
+        until: now + 90,
+        failures: 2,
+        refused: fix.is_some(),
+        status: Some(if fix.is_some() { 400 } else { 503 }),
+        reason: "HTTP 503".into(),
+        fix: fix.map(str::to_string),
+        since: now - 100,
+    };
+    f.disk = Some(Ok(Disk {
+        avail_bytes: 3 << 20,
+        total_bytes: 64 << 20,
+    }));
+    f.data = Some(Ok(DataFacts {
+        data_root: "/d".into(),
+        ready: vec![],
+        outbox: vec![waiting("a-big", Some(30 << 20)), waiting("other", None)],
+        quarantine: vec![],
+        pause: Some(pause(None)),
+    }));
+    let r = doctor::assess(&f);
+    let reserve = row(&r, "disk_reserve");
+    assert_eq!(reserve.severity, Severity::Red);
+    assert!(
+        reserve.detail.contains("a-big needs about 30.0 MiB"),
+        "{reserve:?}"
+    );
+    assert!(!reserve.detail.contains("other"), "{reserve:?}");
+    assert!(
+        reserve
+            .fix
+            .as_deref()
+            .is_some_and(|x| x.contains("disk_reserve_percent"))
+    );
+    assert_eq!(reserve.episodes, ["a-big"]);
+    let paused = row(&r, "receiver_pause");
+    assert_eq!(paused.severity, Severity::Yellow);
+    assert!(paused.title.contains("unavailable"), "{paused:?}");
+
+    if let Some(Ok(d)) = &mut f.data {
+        d.pause = Some(pause(Some("check receiver.client_cert")));
+    }
+    let r = doctor::assess(&f);
+    let paused = row(&r, "receiver_pause");
+    assert_eq!(paused.severity, Severity::Red);
+    assert_eq!(paused.fix.as_deref(), Some("check receiver.client_cert"));
+
+    // Over: no row.
+    if let Some(Ok(d)) = &mut f.data {
+        d.pause = Some(HostPause {
+            until: now - 1,
+            ..pause(None)
+        });
+    }
+    let r = doctor::assess(&f);
+    assert!(r.rows.iter().all(|x| x.check != "receiver_pause"));
 }

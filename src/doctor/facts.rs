@@ -9,6 +9,7 @@ use crate::client_cert::{self, CertInfo, CertProblem, IdentityFiles};
 use crate::config::{Config, ReceiverConfig};
 use crate::journal::{self, JournalRead};
 use crate::layout::{self, EpisodeId, Layout, RetryState, Sidecar, State};
+use crate::machine::host::HostPause;
 use crate::machine::retry_horizon;
 use crate::time::due_within_horizon;
 use crate::unit_state::{self, UnitsRead};
@@ -69,6 +70,8 @@ pub struct DataFacts {
     pub ready: Vec<(String, Option<u64>)>,
     pub outbox: Vec<OutboxItem>,
     pub quarantine: Vec<QuarantineItem>,
+    /// The receiver pause on disk, as the shippers read it.
+    pub pause: Option<HostPause>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,6 +83,8 @@ pub struct OutboxItem {
     pub attempts: u32,
     pub next_attempt_at: Option<u64>,
     pub last_error: Option<String>,
+    /// Waiting for disk space to stage: about the bytes it needs.
+    pub stage_needs_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -212,6 +217,7 @@ pub fn read_data(data_root: &Path) -> Result<DataFacts, String> {
     for id in layout.list(State::Outbox).map_err(|e| e.to_string())?.ids {
         facts.outbox.push(outbox_item(&layout, &id));
     }
+    facts.pause = read_pause(data_root);
     for id in layout
         .list(State::Quarantine)
         .map_err(|e| e.to_string())?
@@ -252,8 +258,20 @@ fn outbox_item(layout: &Layout, id: &EpisodeId) -> OutboxItem {
                 retry_horizon().as_secs(),
             )
         }),
+        stage_needs_bytes: retry.as_ref().and_then(|r| r.stage_needs_bytes),
         last_error: retry.map(|r| r.last_error).filter(|e| !e.is_empty()),
     }
+}
+
+/// The receiver pause file, as the shippers read it (bounded by when it
+/// was written).
+fn read_pause(data_root: &Path) -> Option<HostPause> {
+    let path = crate::ship::pause_file(data_root);
+    let pause: HostPause = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    let written_at = std::fs::metadata(&path)
+        .ok()
+        .map(|m| m.mtime().max(0) as u64);
+    Some(pause.as_read(written_at, layout::unix_now()))
 }
 
 /// Free space for unprivileged writers (f_bavail) on `path`'s filesystem.

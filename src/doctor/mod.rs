@@ -129,9 +129,10 @@ impl Row {
 
 /// The order rows of equal severity are shown in: 412 before 400 (more
 /// actionable), problems that stop shipping before those that slow it.
-const CHECK_ORDER: [&str; 16] = [
+const CHECK_ORDER: [&str; 18] = [
     "config",
     "client_cert",
+    "receiver_pause",
     "rejected_412",
     "rejected_400",
     "id_reused",
@@ -145,6 +146,7 @@ const CHECK_ORDER: [&str; 16] = [
     "prune_timer",
     "quarantine",
     "disk",
+    "disk_reserve",
     "activity",
 ];
 

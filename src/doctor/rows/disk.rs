@@ -47,3 +47,91 @@ pub(super) fn disk_row(f: &Facts, rows: &mut Vec<Row>) {
         }
     }
 }
+
+/// Episodes that wait in the outbox because staging them would cross the
+/// disk reserve: red, naming each and the space it needs.
+pub(super) fn reserve_row(f: &Facts, rows: &mut Vec<Row>) {
+    let Some(Ok(d)) = &f.data else { return };
+    let waiting: Vec<(&str, u64)> = d
+        .outbox
+        .iter()
+        .filter_map(|o| o.stage_needs_bytes.map(|n| (o.id.as_str(), n)))
+        .collect();
+    if waiting.is_empty() {
+        return;
+    }
+    let root = d.data_root.display();
+    let named: Vec<String> = waiting
+        .iter()
+        .take(5)
+        .map(|(id, n)| format!("{id} needs about {}", human_bytes(*n)))
+        .collect();
+    let more = if waiting.len() > 5 {
+        format!(" and {} more", waiting.len() - 5)
+    } else {
+        String::new()
+    };
+    let free = match &f.disk {
+        Some(Ok(disk)) => format!(
+            "; {} free of {}",
+            human_bytes(disk.avail_bytes),
+            human_bytes(disk.total_bytes)
+        ),
+        _ => String::new(),
+    };
+    rows.push(
+        Row::new(
+            "disk_reserve",
+            Severity::Red,
+            format!(
+                "{} episode(s) cannot be staged without crossing the disk reserve",
+                waiting.len()
+            ),
+        )
+        .detail(format!("{}{more}{free} on {root}", named.join(", ")))
+        .fix(format!(
+            "free space on {root} (`du -xsh {root}/*`; ship or prune what is settled: \
+             `systemctl start {}`), or lower shipper.disk_reserve_percent if the recorder \
+             needs less headroom; they are tried again with backoff",
+            journal::PRUNE_SERVICE
+        ))
+        .episodes(
+            &waiting
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .count(waiting.len()),
+    );
+}
+
+/// The receiver pause the shippers share: red when the receiver refused
+/// this host (a fix is needed), yellow while it is unavailable.
+pub(super) fn pause_row(f: &Facts, rows: &mut Vec<Row>) {
+    let Some(Ok(d)) = &f.data else { return };
+    let Some(p) = &d.pause else { return };
+    if !p.holds(f.now) {
+        return;
+    }
+    let left = crate::time::human_span(p.left(f.now));
+    let row = match &p.fix {
+        Some(fix) => Row::new(
+            "receiver_pause",
+            Severity::Red,
+            format!("the receiver refused this host: uploads paused for {left}"),
+        )
+        .detail(format!("{} ({} in a row)", p.reason, p.failures))
+        .fix(fix.clone()),
+        None => Row::new(
+            "receiver_pause",
+            Severity::Yellow,
+            format!("the receiver is unavailable: uploads paused for {left}"),
+        )
+        .detail(format!("{} ({} failure(s) in a row)", p.reason, p.failures))
+        .fix(
+            "usually nothing: the first upload after the pause probes the receiver. If it \
+             persists, check the receiver and the network path to it",
+        ),
+    };
+    rows.push(row);
+}

@@ -26,6 +26,8 @@ pub(super) fn build(f: &Facts, activity: Option<&Activity>, window: &str) -> Vec
     units::unit_rows(f, activity, window, &mut rows);
     data::data_rows(f, &mut rows);
     disk::disk_row(f, &mut rows);
+    disk::reserve_row(f, &mut rows);
+    disk::pause_row(f, &mut rows);
     rows
 }
 
