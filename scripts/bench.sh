@@ -11,15 +11,19 @@
 # 2. scan: one ship-scanner pass with 100,000 shipped, 1,000 quarantined and
 #    100 pending episodes, against an empty data root (scripts/bench-scan.sh).
 # 3. doctor: 50,000 journal lines (scripts/bench-doctor.sh).
+# 4. contention: the shipper's own slowdown when a CPU-bound stand-in for the
+#    recorder (examples/busy) keeps every core busy: ship-episode at the
+#    units' Nice=19 and at nice 0, idle and beside it (BENCH_CONTEND_MIB,
+#    default 32). The recorder's side is measured by the e2e test.
 #
-# Usage: scripts/bench.sh [ship|scan|doctor ...]   (default: all)
+# Usage: scripts/bench.sh [ship|scan|doctor|contention ...]   (default: all)
 #   BENCH_MIB=512  size of the generated episode
 #   BENCH_DIR=/dev/shm  where data, archives and the receiver's store go
 #   BENCH_RUNS=1   runs of each ship variant (the median is reported)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(ship scan doctor)
+[ ${#parts[@]} -gt 0 ] || parts=(ship scan doctor contention)
 
 command -v curl >/dev/null && [ -x /usr/bin/time ] || {
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -111,11 +115,59 @@ print("targets: >= 4x the speed, <= 1.01x the size, peak RSS <= 16 MiB whatever 
 PY
 }
 
+bench_contention() {
+    local mib=${BENCH_CONTEND_MIB:-32}
+    cargo build --release --quiet --workspace --bins --example gen_episode --example busy
+    local bin=${CARGO_TARGET_DIR:-target}/release
+    local base=${BENCH_DIR:-/dev/shm}
+    [ -w "$base" ] || base=${TMPDIR:-/tmp}
+    work=$(mktemp -d "$base/cis490-contend.XXXXXX")
+    rpid=""
+    trap 'cleanup_ship' EXIT
+    "$bin/examples/gen_episode" "$work/source/ep" "$mib" >/dev/null
+    "$bin/cis490-dev-receiver" --listen 127.0.0.1:0 --store "$work/store" \
+        >"$work/rcv.out" 2>/dev/null &
+    rpid=$!
+    for _ in $(seq 100); do grep -q '^listening' "$work/rcv.out" 2>/dev/null && break; sleep 0.05; done
+    local url n=0
+    url=$(sed -n 's/^listening on //p' "$work/rcv.out")
+    ship_wall() { # NICE -> wall seconds of one ship-episode run
+        n=$((n + 1))
+        local root=$work/root-$n
+        mkdir -p "$root/data/episodes"
+        cp -r "$work/source/ep" "$root/data/episodes/c-$n"
+        printf 'host_id = "bench"\n[paths]\ndata_root = "%s"\n[receiver]\nurl = "%s"\n' \
+            "$root/data" "$url" >"$root/c.toml"
+        /usr/bin/time -f "%e" -o "$work/t" nice -n "$1" "$bin/ship-episode" --config "$root/c.toml" \
+            >/dev/null 2>&1
+        rm -rf "$root"
+        cat "$work/t"
+    }
+    local idle19 idle0 busy19 busy0 stand_in
+    idle19=$(ship_wall 19)
+    idle0=$(ship_wall 0)
+    "$bin/examples/busy" 3600 >/dev/null &
+    stand_in=$!
+    sleep 0.5
+    busy0=$(ship_wall 0)
+    busy19=$(ship_wall 19)
+    kill "$stand_in" 2>/dev/null || true
+    wait "$stand_in" 2>/dev/null || true
+    echo "== contention: a ${mib} MiB episode, every core kept busy by examples/busy"
+    awk -v a="$idle19" -v b="$busy19" -v c="$idle0" -v d="$busy0" 'BEGIN {
+        printf "%-34s%10s%12s%10s\n", "ship-episode", "idle s", "contended s", "slowdown"
+        printf "%-34s%10.2f%12.2f%9.1fx\n", "Nice=19 (as the units run it)", a, b, b / a
+        printf "%-34s%10.2f%12.2f%9.1fx\n", "nice 0 (default priority)", c, d, d / c }'
+    cleanup_ship
+    work=""
+}
+
 for p in "${parts[@]}"; do
     case $p in
         ship) bench_ship ;;
         scan) scripts/bench-scan.sh ;;
         doctor) scripts/bench-doctor.sh ;;
-        *) echo "unknown part $p (ship|scan|doctor)" >&2; exit 64 ;;
+        contention) bench_contention ;;
+        *) echo "unknown part $p (ship|scan|doctor|contention)" >&2; exit 64 ;;
     esac
 done
