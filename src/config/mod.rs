@@ -388,19 +388,7 @@ impl Parser<'_> {
         min: f64,
         max: f64,
     ) -> Result<f64, ConfigError> {
-        let v = match s.table.remove(name) {
-            None => default,
-            Some(Value::Integer(i)) => i as f64,
-            Some(Value::Float(f)) => f,
-            Some(other) => return Err(self.type_error(s, name, "a number", &other)),
-        };
-        if !v.is_finite() || v < min || v > max {
-            return Err(self.key_error(
-                &s.key(name),
-                format!("{v} is out of range ({min} to {max})"),
-            ));
-        }
-        Ok(v)
+        self.number(s, name, (default, min, max), "a number", "")
     }
 
     fn seconds(
@@ -411,19 +399,39 @@ impl Parser<'_> {
         min: f64,
         max: f64,
     ) -> Result<Duration, ConfigError> {
+        let v = self.number(
+            s,
+            name,
+            (default, min, max),
+            "a number of seconds",
+            " seconds",
+        )?;
+        Ok(Duration::from_secs_f64(v))
+    }
+
+    /// A finite number within `(default, min, max)`; `expected` names the
+    /// type in errors, `unit` follows the range.
+    fn number(
+        &self,
+        s: &mut Section,
+        name: &str,
+        (default, min, max): (f64, f64, f64),
+        expected: &str,
+        unit: &str,
+    ) -> Result<f64, ConfigError> {
         let v = match s.table.remove(name) {
             None => default,
             Some(Value::Integer(i)) => i as f64,
             Some(Value::Float(f)) => f,
-            Some(other) => return Err(self.type_error(s, name, "a number of seconds", &other)),
+            Some(other) => return Err(self.type_error(s, name, expected, &other)),
         };
         if !v.is_finite() || v < min || v > max {
             return Err(self.key_error(
                 &s.key(name),
-                format!("{v} is out of range ({min} to {max} seconds)"),
+                format!("{v} is out of range ({min} to {max}{unit})"),
             ));
         }
-        Ok(Duration::from_secs_f64(v))
+        Ok(v)
     }
 
     fn receiver(
