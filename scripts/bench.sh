@@ -129,28 +129,27 @@ bench_contention() {
         >"$work/rcv.out" 2>/dev/null &
     rpid=$!
     for _ in $(seq 100); do grep -q '^listening' "$work/rcv.out" 2>/dev/null && break; sleep 0.05; done
-    local url n=0
+    local url
     url=$(sed -n 's/^listening on //p' "$work/rcv.out")
-    ship_wall() { # NICE -> wall seconds of one ship-episode run
-        n=$((n + 1))
-        local root=$work/root-$n
+    ship_wall() { # NICE NAME -> wall seconds of one ship-episode run
+        local n=$2 root=$work/root-$2
         mkdir -p "$root/data/episodes"
         cp -r "$work/source/ep" "$root/data/episodes/c-$n"
         printf 'host_id = "bench"\n[paths]\ndata_root = "%s"\n[receiver]\nurl = "%s"\n' \
             "$root/data" "$url" >"$root/c.toml"
         /usr/bin/time -f "%e" -o "$work/t" nice -n "$1" "$bin/ship-episode" --config "$root/c.toml" \
-            >/dev/null 2>&1
+            >/dev/null 2>&1 || { echo "ship-episode failed ($2)" >&2; return 1; }
         rm -rf "$root"
-        cat "$work/t"
+        tail -n 1 "$work/t"
     }
     local idle19 idle0 busy19 busy0 stand_in
-    idle19=$(ship_wall 19)
-    idle0=$(ship_wall 0)
+    idle19=$(ship_wall 19 idle19)
+    idle0=$(ship_wall 0 idle0)
     "$bin/examples/busy" 3600 >/dev/null &
     stand_in=$!
     sleep 0.5
-    busy0=$(ship_wall 0)
-    busy19=$(ship_wall 19)
+    busy0=$(ship_wall 0 busy0)
+    busy19=$(ship_wall 19 busy19)
     kill "$stand_in" 2>/dev/null || true
     wait "$stand_in" 2>/dev/null || true
     echo "== contention: a ${mib} MiB episode, every core kept busy by examples/busy"
