@@ -1,10 +1,13 @@
 //! cis490 lab-host shipper: moves recorded episodes to the central receiver.
 //!
 //! Modules follow the data's path: [`config`] → [`layout`] (episode states)
-//! → [`lock`] → [`archive`] → [`transport`] → [`outcome`] → [`ship`], then
+//! → [`lock`] → [`reserve`] (disk) → [`archive`] → [`transport`] (with
+//! [`bandwidth`] and [`client_cert`]) → [`outcome`] → [`ship`], then
 //! [`scan`] (the daemon's queue), [`prune`] (retention), and [`journal`] +
-//! [`doctor`] (diagnosis); [`time`] holds the calendar arithmetic and time
-//! formats they share.
+//! [`doctor`] (diagnosis). What happens to an episode and to the host-wide
+//! pause is decided in one pure place, [`machine`]; [`ship`], [`scan`] and
+//! [`prune`] carry it out. [`failpoint`] marks the crash windows between
+//! durable steps; [`time`] holds the calendar arithmetic they share.
 
 pub mod archive;
 pub mod bandwidth;
