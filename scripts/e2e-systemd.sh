@@ -426,19 +426,23 @@ busy_work() { # SECONDS -> work=N of the stand-in, run as a service
     c systemd-run --quiet --wait --pipe --collect -p User=recorder \
         "$target/release/examples/busy" "$1" | sed -n 's/^work=//p'
 }
-ship_beside_busy() { # ID -> work of the stand-in while ID ships
-    local id=$1 out="$BASE/busy-$1.out"
+ship_beside_busy() { # ID -> work of the stand-in while ID ships (in $BASE/busy-ID.out)
+    local id=$1
     "$target/release/examples/gen_episode" "$ROOT$EP/.in-$id" 256 >/dev/null
     c chown -R recorder:cis490 "$EP/.in-$id"
     c chmod -R g+rwX "$EP/.in-$id"
     c touch "$EP/.in-$id/done.marker"
-    busy_work "$FAIR_SECONDS" >"$out" &
+    busy_work "$FAIR_SECONDS" >"$BASE/busy-$id.out" &
     local busy=$!
     sleep 0.3
     c mv "$EP/.in-$id" "$EP/$id"
     wait "$busy"
-    wait_for "[ -d '$ROOT$DATA/shipped/$id' ]" 120 || fail "$id not shipped"
-    cat "$out"
+    # Still shipping when the stand-in stopped: it competed the whole time.
+    if [ -d "$ROOT$DATA/shipped/$id" ]; then echo done >"$BASE/busy-$id.early"; fi
+}
+shipped_after_busy() { # ID: it arrived, and when it arrived
+    wait_for "[ -d '$ROOT$DATA/shipped/$1' ]" 120 || fail "$1 not shipped"
+    check_intact "$1"
 }
 do_fairness() {
     local solo_a solo_b before after d=/etc/systemd/system/cis490-ship-episode.service.d
@@ -449,12 +453,19 @@ do_fairness() {
     c sh -c "printf '[Service]\nNice=0\nCPUWeight=100\nIOSchedulingClass=best-effort\nIOWeight=100\n' > $d/95-e2e-defaults.conf"
     c systemctl daemon-reload
     solo_a=$(busy_work "$FAIR_SECONDS")
-    before=$(ship_beside_busy fair-defaults)
+    ship_beside_busy fair-defaults
+    shipped_after_busy fair-defaults
     c rm $d/95-e2e-defaults.conf
     c systemctl daemon-reload
     solo_b=$(busy_work "$FAIR_SECONDS")
-    after=$(ship_beside_busy fair-units)
-    [ "${solo_a:-0}" -gt 0 ] && [ "${solo_b:-0}" -gt 0 ] || fail "the stand-in did no work"
+    ship_beside_busy fair-units
+    [ ! -e "$BASE/busy-fair-units.early" ] ||
+        fail "fair-units shipped before the stand-in stopped: no contention measured"
+    shipped_after_busy fair-units
+    before=$(cat "$BASE/busy-fair-defaults.out")
+    after=$(cat "$BASE/busy-fair-units.out")
+    [ "${solo_a:-0}" -gt 0 ] && [ "${solo_b:-0}" -gt 0 ] && [ "${before:-0}" -gt 0 ] &&
+        [ "${after:-0}" -gt 0 ] || fail "the stand-in did no work"
     awk -v sa="$solo_a" -v b="$before" -v sb="$solo_b" -v a="$after" 'BEGIN {
         printf "recorder stand-in kept %.1f%% of its solo throughput beside a 256 MiB episode shipping under the units (%.1f%% with default priorities); work: solo %d, beside shipping %d; default priorities: solo %d, beside %d\n", 100*a/sb, 100*b/sa, sb, a, sa, b }'
     awk -v s="$solo_b" -v a="$after" 'BEGIN { exit !(a >= 0.9 * s) }' ||

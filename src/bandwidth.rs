@@ -128,9 +128,9 @@ impl Throttle {
         }
     }
 
-    /// The bucket for the rate in force now (a timetable boundary may pass
-    /// during a long upload); `None` while unlimited.
-    fn bucket(&mut self) -> Option<&Bucket> {
+    /// Rebuild the bucket if the rate in force changed (a timetable
+    /// boundary may pass during a long upload); the rate now.
+    fn refresh(&mut self) -> Rate {
         let Some(rate) = self.schedule.rate_at(local_minute_of_day()) else {
             self.bucket = None;
             return None;
@@ -142,13 +142,14 @@ impl Throttle {
                 .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
             self.bucket = Some((rate, RateLimiter::direct(quota)));
         }
-        self.bucket.as_ref().map(|(_, b)| b)
+        Some(rate)
     }
 
-    /// How many bytes to read next, at most `max`: no more than the bucket
-    /// holds, so a chunk never waits for more than half a second's worth.
+    /// How many bytes to send next, at most `max`: no more than the bucket
+    /// holds (half a second's worth), so a chunk never waits long and a
+    /// throttled upload keeps moving. Call [`Throttle::admit`] with it.
     pub fn chunk_len(&mut self, max: usize) -> usize {
-        match self.schedule.rate_at(local_minute_of_day()) {
+        match self.refresh() {
             None => max,
             Some(rate) => {
                 let half_second = (rate / CELL / 2).max(1) * CELL;
@@ -157,16 +158,16 @@ impl Throttle {
         }
     }
 
-    /// Wait until `len` bytes may go (at once while unlimited).
+    /// Wait until `len` bytes (as [`Throttle::chunk_len`] gave) may go, in
+    /// the bucket that length was sized for; at once while unlimited.
     pub async fn admit(&mut self, len: usize) {
-        let Some(bucket) = self.bucket() else {
+        let Some((_, bucket)) = &self.bucket else {
             return;
         };
         let cells = (len as u64).div_ceil(CELL).clamp(1, u64::from(u32::MAX)) as u32;
         let cells = NonZeroU32::new(cells).unwrap_or(NonZeroU32::MIN);
-        // More than the bucket holds (the rate dropped mid-chunk): let the
-        // chunk go once the bucket is full again.
         if bucket.until_n_ready(cells).await.is_err() {
+            // Larger than the bucket (not from chunk_len): wait for a full one.
             bucket.until_ready().await;
         }
     }

@@ -62,9 +62,11 @@ impl StateWrite {
         STATE_WRITES.fetch_add(1, Ordering::SeqCst);
         // A new write waits for the exit that is under way; a nested one
         // is part of a write the exit already waits for.
-        while !nested && EXITING.load(Ordering::SeqCst) {
+        if !nested && EXITING.load(Ordering::SeqCst) {
             STATE_WRITES.fetch_sub(1, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_secs(3600));
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
         }
         DEPTH.with(|d| d.set(d.get() + 1));
         StateWrite(())

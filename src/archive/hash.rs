@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use super::CHUNK;
 
 /// How often (in bytes written) staging looks at the free space again.
-const SPACE_CHECK_EVERY: u64 = 4 << 20;
+pub const SPACE_CHECK_EVERY: u64 = 4 << 20;
 
 /// The archive file, its SHA-256 and its size.
 pub(super) type SinkResult = (File, [u8; 32], u64);

@@ -32,6 +32,7 @@ mod walk;
 use entropy::HintedGz;
 use gzip::GzWriter;
 use hash::HashingSink;
+pub use hash::SPACE_CHECK_EVERY;
 use walk::{Walked, walk_episode};
 
 /// Read, compression and hashing chunk size.

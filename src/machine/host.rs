@@ -46,7 +46,9 @@ pub enum HostSignal {
 
 impl HostSignal {
     /// The signal in the receiver's verdict on one upload.
-    pub fn of(verdict: &Verdict, cancelled: bool) -> HostSignal {
+    /// `local`: the attempt failed on our side (cancelled, the staged
+    /// archive unreadable), whatever the verdict says.
+    pub fn of(verdict: &Verdict, local: bool) -> HostSignal {
         match verdict {
             Verdict::Shipped { .. } | Verdict::Duplicate | Verdict::Quarantine { .. } => {
                 HostSignal::Answered
@@ -60,7 +62,7 @@ impl HostSignal {
                 reason: reason.clone(),
                 fix: fix.to_string(),
             },
-            Verdict::Transient { .. } if cancelled => HostSignal::Silent,
+            Verdict::Transient { .. } if local => HostSignal::Silent,
             Verdict::Transient {
                 status,
                 reason,
@@ -74,7 +76,17 @@ impl HostSignal {
                     reason: reason.clone(),
                     retry_after: *retry_after,
                 },
-                // 408, or a 1xx/3xx final answer: the receiver is there.
+                // A redirect is not followed: the URL is wrong for every
+                // episode (http:// to a server that moved to https://).
+                Some(300..=399) => HostSignal::Refused {
+                    status: status.unwrap_or(300),
+                    reason: reason.clone(),
+                    fix: "the receiver redirects uploads, which are not followed: set \
+                          receiver.url to the address it redirects to (the scheme, host and \
+                          port of the receiver itself)"
+                        .into(),
+                },
+                // 408, or a 1xx final answer: the receiver is there.
                 Some(_) => HostSignal::Answered,
             },
         }
@@ -244,7 +256,8 @@ mod tests {
                 HostSignal::Answered,
             ),
             (transient(Some(408), None), false, HostSignal::Answered),
-            (transient(Some(302), None), false, HostSignal::Answered),
+            (transient(Some(100), None), false, HostSignal::Answered),
+            (transient(Some(500), None), true, HostSignal::Silent),
             (transient(Some(429), None), false, unavailable(Some(429))),
             (transient(Some(500), None), false, unavailable(Some(500))),
             (transient(Some(503), None), false, unavailable(Some(503))),
@@ -267,6 +280,17 @@ mod tests {
         for (verdict, cancelled, expected) in rows {
             assert_eq!(HostSignal::of(&verdict, cancelled), expected, "{verdict:?}");
         }
+    }
+
+    #[test]
+    fn a_redirect_is_a_refusal_naming_the_url() {
+        let HostSignal::Refused { status, fix, .. } =
+            HostSignal::of(&transient(Some(301), None), false)
+        else {
+            panic!("a redirect must pause as refused");
+        };
+        assert_eq!(status, 301);
+        assert!(fix.contains("receiver.url"), "{fix}");
     }
 
     #[test]

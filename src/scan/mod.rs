@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::layout::{EpisodeId, RetryState, State, unix_now};
 use crate::machine::host::{self, HostPause, PauseChange};
 use crate::machine::retry_horizon;
-use crate::outcome::random_unit;
+use crate::outcome::{OutcomeKind, random_unit};
 use crate::ship::{EpisodeReport, Observer, RunReport, ShipError, Shipper};
 use crate::time::due_within_horizon;
 use crate::transport::Progress;
@@ -48,6 +48,9 @@ struct Entry {
     local_failures: u32,
     /// Failed attempts recorded in its retry state.
     attempts: u32,
+    /// Host refusals in a row while it was the one tried (no attempt is
+    /// counted for them): it goes behind others as the probe.
+    holds: u32,
 }
 
 /// What a pass did, plus the queue after it.
@@ -140,6 +143,7 @@ impl Scanner {
                     known: true,
                     local_failures: 0,
                     attempts: 0,
+                    holds: 0,
                 },
             };
             queue.insert(id, entry);
@@ -153,6 +157,7 @@ impl Scanner {
                     known: false,
                     local_failures: 0,
                     attempts: 0,
+                    holds: 0,
                 },
             };
             // Beyond the horizon from now: the clock was set back since it
@@ -209,14 +214,24 @@ impl Scanner {
         self.refresh()?;
         let mut run = RunReport::default();
         let now = unix_now();
-        let seen = std::mem::replace(&mut self.pause, self.shipper.host_pause());
+        let on_disk = self.shipper.host_pause();
+        // A pause that could not be written (a full disk) still holds here.
+        let kept = match (&self.pause, &on_disk) {
+            (Some(mine), None) if mine.holds(now) => Some(mine.clone()),
+            (Some(mine), Some(disk)) if mine.until > disk.until && mine.holds(now) => {
+                Some(mine.clone())
+            }
+            _ => on_disk,
+        };
+        let seen = std::mem::replace(&mut self.pause, kept);
         if let (true, Some(before), None) = (self.paced, &seen, &self.pause) {
             // `ship-episode` got an answer meanwhile: the receiver is back.
-            self.drain = Drain::after_outage(known(before.since), now, self.drain);
+            self.drain = Drain::after_outage(outage_start(before), now, self.drain);
         }
         if let Some(p) = &self.pause
             && p.holds(now)
         {
+            run.paused = Some(p.clone());
             return Ok(self.report(run));
         }
         if now < self.start_hold {
@@ -230,7 +245,7 @@ impl Scanner {
                     id: id.clone(),
                     in_outbox: e.state == State::Outbox,
                     not_before: e.not_before,
-                    failed_attempts: e.attempts,
+                    failed_attempts: e.attempts.saturating_add(e.holds),
                 })
                 .collect(),
             &mut self.drain,
@@ -261,7 +276,7 @@ impl Scanner {
             run.push(r);
             match change {
                 PauseChange::Lift => {
-                    let since = self.pause.take().and_then(|p| known(p.since));
+                    let since = self.pause.take().as_ref().and_then(outage_start);
                     if self.paced {
                         self.drain = Drain::after_outage(since, unix_now(), self.drain);
                     }
@@ -289,6 +304,10 @@ impl Scanner {
     /// [`schedule::after_outcome`] decides.
     fn settle(&mut self, r: &EpisodeReport) {
         let local_failures = self.queue.get(&r.id).map_or(0, |e| e.local_failures);
+        let holds = match r.outcome {
+            OutcomeKind::HostError => self.queue.get(&r.id).map_or(0, |e| e.holds) + 1,
+            _ => 0,
+        };
         let outcome = schedule::Outcome {
             kind: r.outcome,
             state: r.state,
@@ -309,6 +328,7 @@ impl Scanner {
                     known: !read_retry_file,
                     local_failures,
                     attempts: r.attempt,
+                    holds,
                 };
                 self.queue.insert(r.id.clone(), entry);
             }
@@ -381,9 +401,11 @@ impl Scanner {
     }
 }
 
-/// A row's start, if the pause file recorded one.
-fn known(since: u64) -> Option<u64> {
-    (since > 0).then_some(since)
+/// When an outage began, for pacing the backlog after it: only for a
+/// receiver that was unavailable (a refusal is this host's problem, its
+/// backlog burdens no one else), and only if the pause file recorded it.
+fn outage_start(pause: &HostPause) -> Option<u64> {
+    (pause.since > 0 && !pause.refused).then_some(pause.since)
 }
 
 /// Packing and uploading progress keeps the watchdog fed; a stop request

@@ -94,6 +94,8 @@ pub fn order(mut due: Vec<Due>) -> Vec<EpisodeId> {
 /// it is shipped at once, as before (and the tests of short pauses keep
 /// their pace).
 pub const MIN_PACED_OUTAGE_S: u64 = 120;
+/// The longest outage the backlog is paced over.
+pub const MAX_PACED_OUTAGE_S: u64 = 6 * 3600;
 
 /// The backlog an outage left behind, replayed at about the pace it built
 /// up: spread over as long as the outage lasted, oldest first. A host then
@@ -115,7 +117,11 @@ impl Drain {
     /// running is kept and, after a longer outage, lengthened.
     pub fn after_outage(since: Option<u64>, now: u64, running: Option<Drain>) -> Option<Drain> {
         let running = running.filter(|d| d.until > now);
-        let outage = since.map_or(0, |s| now.saturating_sub(s));
+        // Capped: a clock that jumped, or a week-long outage, must not
+        // spread the backlog over weeks.
+        let outage = since
+            .map_or(0, |s| now.saturating_sub(s))
+            .min(MAX_PACED_OUTAGE_S);
         if outage < MIN_PACED_OUTAGE_S {
             return running;
         }

@@ -194,6 +194,11 @@ impl Shipper {
     /// the next prune removes.
     fn clean_outbox(&self, id: &EpisodeId) {
         crate::failpoint!(crate::failpoint::CLEANUP_BEFORE);
+        // A new recording with this id claimed meanwhile owns these names
+        // now (its claim already removed ours).
+        if std::fs::symlink_metadata(self.layout.episode_dir(State::Outbox, id)).is_ok() {
+            return;
+        }
         for leftover in [self.layout.archive(id), self.layout.retry_file(id)] {
             if let Err(e) = remove_if_present(&leftover) {
                 tracing::warn!(EPISODE_ID = %id, "{e}");

@@ -221,6 +221,7 @@ impl Shipper {
         tracing::info!(EPISODE_ID = %id, HOST_ID = %self.host_id, "requeued {id} from quarantine");
         let r = self.ship_claimed(id, observer, Instant::now());
         drop(lock);
+        self.note_host(&r.host);
         Ok(self.log(r))
     }
 
@@ -254,7 +255,7 @@ impl Shipper {
             .flatten()
             .unwrap_or_default();
         let mut attempted = Attempted::new(id, started);
-        attempted.attempt = retry.attempts + 1;
+        attempted.attempt = retry.attempts.saturating_add(1);
         let mut retry = retry;
         let (sha256, bytes) = match self.stage_archive(id, &mut retry, observer) {
             Ok(staged) => staged,
@@ -302,11 +303,15 @@ impl Shipper {
         if matches!(verdict, Verdict::Shipped { .. }) {
             crate::failpoint!(crate::failpoint::UPLOAD_AFTER_SUCCESS);
         }
-        let cancelled = matches!(result, Err(TransportError::Cancelled))
-            || check
-                .as_ref()
-                .is_some_and(|c| matches!(c.result, Err(TransportError::Cancelled)));
-        let host = HostSignal::of(&verdict, cancelled);
+        // Our own failures (cancelled, the staged archive unreadable) say
+        // nothing about the receiver.
+        let local = matches!(
+            result,
+            Err(TransportError::Cancelled | TransportError::Archive(_))
+        ) || check
+            .as_ref()
+            .is_some_and(|c| matches!(c.result, Err(TransportError::Cancelled)));
+        let host = HostSignal::of(&verdict, local);
         let t = machine::decide(
             Attempt::Answered(verdict),
             &retry,

@@ -119,7 +119,10 @@ impl Shipper {
             .map_err(|e| format!("cannot read the free space of {}: {e}", root.display()))?;
         let need = reserve::estimate_archive_bytes(dir)
             .map_err(|e| format!("cannot size {}: {e}", dir.display()))?;
-        match reserve::check(space, self.disk_reserve_percent, need) {
+        // With the headroom staging keeps between its checks, so that what
+        // passes here is not stopped at the first write.
+        let with_headroom = need.saturating_add(archive::SPACE_CHECK_EVERY);
+        match reserve::check(space, self.disk_reserve_percent, with_headroom) {
             Ok(()) => Ok(reserve::reserve_bytes(
                 space.total,
                 self.disk_reserve_percent,

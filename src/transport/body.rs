@@ -18,17 +18,22 @@ pub(super) async fn feed_body(
     mut file: std::fs::File,
     total: u64,
     chunks: tokio::sync::mpsc::Sender<Chunk>,
-    mut throttle: Throttle,
+    mut throttle: Option<&mut Throttle>,
 ) {
     use std::io::Read;
     let mut done = 0u64;
     while done < total {
         // Paced: never more than the bucket holds, so a throttled upload
         // still moves a few times a second (no stall, heartbeats go on).
-        let want = throttle
-            .chunk_len(UPLOAD_CHUNK)
-            .min((total - done) as usize);
-        throttle.admit(want).await;
+        let room = UPLOAD_CHUNK.min((total - done) as usize);
+        let want = match throttle.as_deref_mut() {
+            Some(t) => {
+                let len = t.chunk_len(room);
+                t.admit(len).await;
+                len
+            }
+            None => room,
+        };
         let mut buf = vec![0u8; want];
         let chunk = match file.read(&mut buf) {
             Ok(0) => Err(std::io::Error::new(

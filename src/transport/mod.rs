@@ -128,8 +128,9 @@ pub struct Transport {
     stall_timeout: Duration,
     /// The client certificate's dates, read once at setup.
     client_cert: Option<(IdentityFiles, CertInfo)>,
-    /// `shipper.upload_rate_limit`.
-    rate_limit: RateSchedule,
+    /// `shipper.upload_rate_limit`: one bucket for every upload of this
+    /// process, so a run of small episodes is paced too.
+    throttle: std::sync::Mutex<Option<Throttle>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -211,14 +212,17 @@ impl Transport {
             bearer: rcv.bearer_token.as_ref().map(|s| s.expose().to_string()),
             stall_timeout,
             client_cert,
-            rate_limit: RateSchedule::unlimited(),
+            throttle: std::sync::Mutex::new(None),
         })
     }
 
     /// Pace uploads to `shipper.upload_rate_limit`.
-    pub fn with_rate_limit(mut self, schedule: RateSchedule) -> Transport {
-        self.rate_limit = schedule;
-        self
+    pub fn with_rate_limit(self, schedule: RateSchedule) -> Transport {
+        let throttle = (!schedule.is_unlimited()).then(|| Throttle::new(schedule));
+        Transport {
+            throttle: std::sync::Mutex::new(throttle),
+            ..self
+        }
     }
 
     /// Is the client certificate still valid at `now`? For a long-running
@@ -280,8 +284,11 @@ impl Transport {
         }
         let total = upload.bytes;
         let stall = self.stall_timeout;
+        // Taken for this upload and put back after it: the bucket's state
+        // carries over to the next upload.
+        let mut throttle = self.throttle.lock().ok().and_then(|mut t| t.take());
 
-        self.runtime.block_on(async {
+        let result = self.runtime.block_on(async {
             let exchange = async {
                 let response = request.send().await.map_err(classify_error)?;
                 // Read in the same poll that saw the answer's head, before
@@ -289,8 +296,7 @@ impl Transport {
                 let unsent = total.saturating_sub(taken.load(Ordering::Relaxed));
                 read_reply(response, unsent).await
             };
-            let throttle = Throttle::new(self.rate_limit.clone());
-            let feed = feed_body(file, total, chunks, throttle);
+            let feed = feed_body(file, total, chunks, throttle.as_mut());
             tokio::pin!(exchange, feed);
             let mut fed = false;
             let mut ticker = tokio::time::interval(TICK);
@@ -321,7 +327,13 @@ impl Transport {
                     }
                 }
             }
-        })
+        });
+        if let Some(t) = throttle
+            && let Ok(mut slot) = self.throttle.lock()
+        {
+            *slot = Some(t);
+        }
+        result
     }
 
     /// Ask about one episode without sending it: `HEAD` of its URL, with
