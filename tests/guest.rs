@@ -93,7 +93,7 @@ fn a_plain_rate_limit_holds_over_the_upload() {
     // The bucket starts with half a second's worth, so over ~6 s the mean
     // is a little above the rate, never above 1.5x.
     assert!(
-        rate <= limit * 1.15,
+        rate <= limit * 1.25,
         "{rate:.0} B/s against a limit of {limit}"
     );
     assert!(
