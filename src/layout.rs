@@ -346,7 +346,21 @@ pub fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    write_atomic_via(path, bytes, &PathBuf::from(tmp))
+}
+
+/// The temp name of a file that only the holder of its episode's lock
+/// writes: fixed (pid 0, never a process), so that the next writer
+/// replaces what a killed one left, and prune knows it as a temp file.
+pub fn locked_temp(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp0");
+    PathBuf::from(tmp)
+}
+
+/// [`write_atomic`] through the temp file `tmp`.
+pub fn write_atomic_via(path: &Path, bytes: &[u8], tmp: &Path) -> Result<(), LayoutError> {
+    let tmp = tmp.to_path_buf();
     let result = (|| {
         let mut f = match create_new_nofollow(&tmp) {
             // Left by an earlier process with our pid: never ours to trust.

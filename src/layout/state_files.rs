@@ -8,7 +8,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EpisodeId, Layout, LayoutError, State, open_nofollow, write_atomic};
+use super::{
+    EpisodeId, Layout, LayoutError, State, locked_temp, open_nofollow, write_atomic,
+    write_atomic_via,
+};
 
 /// Retry state of an outbox episode, persisted in `outbox/<id>.retry.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -89,7 +92,14 @@ impl RetryState {
     }
 
     pub fn store(&self, layout: &Layout, id: &EpisodeId) -> Result<(), LayoutError> {
-        write_json(&layout.retry_file(id), self)
+        // Written under the episode's lock only: a fixed temp name, which
+        // the next write (or the settle's cleanup) replaces after a kill.
+        let path = layout.retry_file(id);
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| LayoutError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        write_atomic_via(&path, &bytes, &locked_temp(&path))
     }
 }
 

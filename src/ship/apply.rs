@@ -199,7 +199,8 @@ impl Shipper {
         if std::fs::symlink_metadata(self.layout.episode_dir(State::Outbox, id)).is_ok() {
             return;
         }
-        for leftover in [self.layout.archive(id), self.layout.retry_file(id)] {
+        let retry = self.layout.retry_file(id);
+        for leftover in [self.layout.archive(id), layout::locked_temp(&retry), retry] {
             if let Err(e) = remove_if_present(&leftover) {
                 tracing::warn!(EPISODE_ID = %id, "{e}");
             }

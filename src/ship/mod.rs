@@ -334,10 +334,11 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Paths of a data root's outbox leftovers, for tests and prune.
-pub fn outbox_artifacts(layout: &Layout, id: &EpisodeId) -> [PathBuf; 3] {
+pub fn outbox_artifacts(layout: &Layout, id: &EpisodeId) -> [PathBuf; 4] {
     [
         layout.archive(id),
         layout.partial_archive(id),
         layout.retry_file(id),
+        layout::locked_temp(&layout.retry_file(id)),
     ]
 }
