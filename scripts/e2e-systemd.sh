@@ -440,9 +440,9 @@ ship_beside_busy() { # ID -> work of the stand-in while ID ships (in $BASE/busy-
     # Still shipping when the stand-in stopped: it competed the whole time.
     if [ -d "$ROOT$DATA/shipped/$id" ]; then echo done >"$BASE/busy-$id.early"; fi
 }
-shipped_after_busy() { # ID: it arrived, and when it arrived
+shipped_after_busy() { # ID: it was shipped and the receiver stored it
     wait_for "[ -d '$ROOT$DATA/shipped/$1' ]" 120 || fail "$1 not shipped"
-    check_intact "$1"
+    [ -f "$STORE/$HOST_ID/$1.tar.gz" ] || fail "$1: not in the receiver's store"
 }
 do_fairness() {
     local solo_a solo_b before after d=/etc/systemd/system/cis490-ship-episode.service.d
