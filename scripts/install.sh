@@ -35,7 +35,7 @@ target=${CARGO_TARGET_DIR:-$here/target}
 case $target in /*) ;; *) target=$here/$target ;; esac
 
 BINARIES=(ship-episode ship-scanner quarantine-prune doctor)
-UNITS=(cis490-ship-episode.path cis490-ship-episode.service cis490-ship-scanner.service
+UNITS=(cis490.slice cis490-ship-episode.path cis490-ship-episode.service cis490-ship-scanner.service
        cis490-quarantine-prune.timer cis490-quarantine-prune.service)
 # The services that talk to the receiver, hence get the credentials.
 NET_SERVICES=(cis490-ship-episode.service cis490-ship-scanner.service)

@@ -13,7 +13,7 @@ BINDIR=$PREFIX/bin
 DOCDIR=$PREFIX/share/doc/cis490
 
 BINARIES=(ship-episode ship-scanner quarantine-prune doctor)
-UNITS=(cis490-ship-episode.path cis490-ship-episode.service cis490-ship-scanner.service
+UNITS=(cis490.slice cis490-ship-episode.path cis490-ship-episode.service cis490-ship-scanner.service
        cis490-quarantine-prune.timer cis490-quarantine-prune.service)
 
 [ -n "$DESTDIR" ] || [ "$(id -u)" = 0 ] || { echo "uninstall.sh: run as root" >&2; exit 1; }
