@@ -75,11 +75,16 @@ set +e
 "$bin/ship-episode" --config "$work/lab-host.toml"
 rc=$?
 set -e
-echo "(exit status $rc: 75 = something is left for a retry)"
+echo "(exit status $rc: 75 = something is left for a retry. The 503 paused every"
+echo " upload of this host, not just 'flaky': the others wait, claimed, in the outbox)"
 echo
-echo "== a moment later the retry succeeds (the scanner does this on its own):"
-sleep 1.5
-"$bin/ship-episode" --config "$work/lab-host.toml" flaky
+echo "== once the pause is over, one scanner pass ships the rest (the daemon does this on its own):"
+sleep 3
+set +e
+"$bin/ship-scanner" --config "$work/lab-host.toml" --once
+rc=$?
+set -e
+echo "(exit status $rc: 65 = something was quarantined: the receiver refused 'late' itself)"
 echo
 echo "== where each episode is now"
 for state in episodes outbox shipped quarantine; do
