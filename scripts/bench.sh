@@ -37,25 +37,36 @@ cleanup_ship() {
     [ -z "$work" ] || rm -rf "$work"
 }
 
+# make_work NAME: a fresh work dir (in RAM where possible), removed on exit.
+make_work() {
+    local base=${BENCH_DIR:-/dev/shm}
+    [ -w "$base" ] || base=${TMPDIR:-/tmp}
+    work=$(mktemp -d "$base/cis490-$1.XXXXXX")
+    rpid=""
+    trap 'cleanup_ship' EXIT
+}
+
+# start_receiver BIN_DIR: the dev receiver on a free loopback port; its URL
+# is then in "$work/rcv.out".
+start_receiver() {
+    "$1/cis490-dev-receiver" --listen 127.0.0.1:0 --store "$work/store" \
+        >"$work/rcv.out" 2>/dev/null &
+    rpid=$!
+    for _ in $(seq 100); do grep -q '^listening' "$work/rcv.out" 2>/dev/null && break; sleep 0.05; done
+}
+
 bench_ship() {
     local mib=${BENCH_MIB:-512} runs=${BENCH_RUNS:-1}
     # --workspace: the dev receiver too (a package of its own).
     cargo build --release --quiet --workspace --bins --example gen_episode
     local bin=${CARGO_TARGET_DIR:-target}/release
-    local base=${BENCH_DIR:-/dev/shm}
-    [ -w "$base" ] || base=${TMPDIR:-/tmp}
-    work=$(mktemp -d "$base/cis490-bench.XXXXXX")
-    rpid=""
-    trap 'cleanup_ship' EXIT
+    make_work bench
 
     echo "== generating a ${mib} MiB episode in $work"
     "$bin/examples/gen_episode" "$work/source/ep" "$mib"
     "$bin/examples/gen_episode" "$work/small/ep" $((mib / 4))
 
-    "$bin/cis490-dev-receiver" --listen 127.0.0.1:0 --store "$work/store" \
-        >"$work/rcv.out" 2>/dev/null &
-    rpid=$!
-    for _ in $(seq 100); do grep -q '^listening' "$work/rcv.out" 2>/dev/null && break; sleep 0.05; done
+    start_receiver "$bin"
     local url
     url=$(sed -n 's/^listening on //p' "$work/rcv.out")
 
@@ -119,16 +130,9 @@ bench_contention() {
     local mib=${BENCH_CONTEND_MIB:-32}
     cargo build --release --quiet --workspace --bins --example gen_episode --example busy
     local bin=${CARGO_TARGET_DIR:-target}/release
-    local base=${BENCH_DIR:-/dev/shm}
-    [ -w "$base" ] || base=${TMPDIR:-/tmp}
-    work=$(mktemp -d "$base/cis490-contend.XXXXXX")
-    rpid=""
-    trap 'cleanup_ship' EXIT
+    make_work contend
     "$bin/examples/gen_episode" "$work/source/ep" "$mib" >/dev/null
-    "$bin/cis490-dev-receiver" --listen 127.0.0.1:0 --store "$work/store" \
-        >"$work/rcv.out" 2>/dev/null &
-    rpid=$!
-    for _ in $(seq 100); do grep -q '^listening' "$work/rcv.out" 2>/dev/null && break; sleep 0.05; done
+    start_receiver "$bin"
     local url
     url=$(sed -n 's/^listening on //p' "$work/rcv.out")
     ship_wall() { # NICE NAME -> wall seconds of one ship-episode run

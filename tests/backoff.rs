@@ -57,12 +57,7 @@ fn a_503_with_retry_after_pauses_the_whole_backlog() {
 #[test]
 fn a_silent_receiver_costs_one_stall_per_run() {
     let rcv = Receiver::http(&["--behave", "*=stall", "--recv-buffer", "65536"]);
-    let site = Site::with_receiver_toml(&format!("url = \"{}\"\n", rcv.url), "");
-    site.write_config(
-        &format!("url = \"{}\"", rcv.url),
-        "request_timeout_s = 2",
-        "",
-    );
+    let site = site_with(&rcv.url, "request_timeout_s = 2");
     let ids = ["s1", "s2", "s3", "s4"];
     for id in ids {
         site.add_episode(id, &[("data.bin", &noise(4 << 20, 2))]);
@@ -103,6 +98,14 @@ fn no_connection_pauses_and_keeps_everything() {
     assert_eq!(pause["refused"], false);
 }
 
+/// A site for `url` with these `[shipper]` lines, state directories made.
+fn site_with(url: &str, shipper: &str) -> Site {
+    let site = Site::bare();
+    site.write_config(&format!("url = \"{url}\""), shipper, "");
+    site.make_state_dirs();
+    site
+}
+
 fn scanner(site: &Site) -> Proc {
     spawn(
         SCANNER,
@@ -121,13 +124,7 @@ fn stop(mut p: Proc) {
 #[test]
 fn the_scanner_sends_nothing_during_a_pause_then_one_probe() {
     let rcv = Receiver::http(&["--behave", "*=once:status:503,retry-after:3"]);
-    let site = Site::bare();
-    site.write_config(
-        &format!("url = \"{}\"", rcv.url),
-        "scan_interval_s = 0.2",
-        "",
-    );
-    site.make_state_dirs();
+    let site = site_with(&rcv.url, "scan_interval_s = 0.2");
     let ids = ["p1", "p2", "p3", "p4"];
     for id in ids {
         site.add_episode(id, &[("x", id.as_bytes())]);
@@ -160,13 +157,7 @@ fn the_scanner_sends_nothing_during_a_pause_then_one_probe() {
 #[test]
 fn a_poisoned_episode_does_not_hold_the_queue() {
     let rcv = Receiver::http(&["--behave", "a-poison=status:500"]);
-    let site = Site::bare();
-    site.write_config(
-        &format!("url = \"{}\"", rcv.url),
-        "scan_interval_s = 0.2",
-        "",
-    );
-    site.make_state_dirs();
+    let site = site_with(&rcv.url, "scan_interval_s = 0.2");
     site.add_episode("a-poison", &[("x", b"poison")]);
     let p = scanner(&site);
     // The poison fails first; episodes recorded meanwhile keep shipping.

@@ -274,25 +274,14 @@ fn read_pause(data_root: &Path) -> Option<HostPause> {
     Some(pause.as_read(written_at, layout::unix_now()))
 }
 
-/// Free space for unprivileged writers (f_bavail) on `path`'s filesystem.
+/// Free space for unprivileged writers (f_bavail) on `path`'s filesystem,
+/// read as the disk reserve reads it.
 pub fn statvfs(path: &Path) -> Result<Disk, String> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| format!("{}: path contains NUL", path.display()))?;
-    // SAFETY: zeroed statvfs is a valid value; c is NUL-terminated.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    if rc != 0 {
-        return Err(format!(
-            "statvfs {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    let frsize = s.f_frsize as u64;
+    let space =
+        crate::reserve::space_of(path).map_err(|e| format!("statvfs {}: {e}", path.display()))?;
     Ok(Disk {
-        avail_bytes: s.f_bavail as u64 * frsize,
-        total_bytes: s.f_blocks as u64 * frsize,
+        avail_bytes: space.available,
+        total_bytes: space.total,
     })
 }
 

@@ -9,7 +9,7 @@ use crate::behave::Action;
 use crate::conn::Conn;
 use crate::handler::{After, Outcome, Shared, lock, respond, respond_skip_body};
 use crate::http::{Request, Response};
-use crate::upload::{decode_id, injected_response, repr_digest};
+use crate::upload::{decode_key, injected_response, repr_digest};
 
 pub fn head_episode(
     conn: &mut Conn,
@@ -18,11 +18,9 @@ pub fn head_episode(
     raw_host: &str,
     raw_episode: &str,
 ) -> Outcome {
-    let (host, episode) = match (decode_id(raw_host), decode_id(raw_episode)) {
-        (Ok(h), Ok(e)) => (h, e),
-        (Err(why), _) | (_, Err(why)) => {
-            return respond_skip_body(conn, req, Response::text(400, why));
-        }
+    let (host, episode) = match decode_key(raw_host, raw_episode) {
+        Ok(key) => key,
+        Err(why) => return respond_skip_body(conn, req, Response::text(400, why)),
     };
     let key = format!("{host}/{episode}");
     *lock(&shared.stats).heads.entry(key).or_default() += 1;

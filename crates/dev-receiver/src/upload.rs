@@ -23,6 +23,11 @@ const STALL_READ: u64 = 64 * 1024;
 const STALL_MAX: Duration = Duration::from_secs(3600);
 
 /// Percent-decode and validate one id segment.
+/// `(host, episode)` from the two raw path segments of an episode URL.
+pub fn decode_key(raw_host: &str, raw_episode: &str) -> Result<(String, String), &'static str> {
+    Ok((decode_id(raw_host)?, decode_id(raw_episode)?))
+}
+
 pub fn decode_id(raw: &str) -> Result<String, &'static str> {
     let id = http::percent_decode(raw).ok_or("invalid percent-encoding in path")?;
     if id.is_empty() {
@@ -100,11 +105,9 @@ pub fn put_episode(
     raw_host: &str,
     raw_episode: &str,
 ) -> Outcome {
-    let (host, episode) = match (decode_id(raw_host), decode_id(raw_episode)) {
-        (Ok(h), Ok(e)) => (h, e),
-        (Err(why), _) | (_, Err(why)) => {
-            return respond_skip_body(conn, req, Response::text(400, why));
-        }
+    let (host, episode) = match decode_key(raw_host, raw_episode) {
+        Ok(key) => key,
+        Err(why) => return respond_skip_body(conn, req, Response::text(400, why)),
     };
     let key = format!("{host}/{episode}");
     let seq = {
