@@ -107,6 +107,9 @@ fn a_good_config_is_ok_for_every_binary() {
     );
 }
 
+/// What is wrong, the receiver lines that make it so, what the line says.
+type BrokenCase<'a> = (&'a str, Vec<(&'a str, String)>, Vec<String>);
+
 #[test]
 fn each_broken_config_names_its_problem_and_exits_78() {
     let c = Case::new();
@@ -119,7 +122,7 @@ fn each_broken_config_names_its_problem_and_exits_78() {
     .expect("garbage");
     let missing_key = c.dir.path().join("no-such.key");
     let missing_token = c.dir.path().join("no-such-token");
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<String>)> = vec![
+    let cases: Vec<BrokenCase> = vec![
         (
             "unknown key",
             vec![("verfy_tls", "false".into())],

@@ -83,15 +83,16 @@ do_package_ship() {
     write_config "http://127.0.0.1:$PORT"
     out=$(c ship-episode --check-config) || fail "--check-config: $out"
     [ "$out" = OK ] || fail "--check-config said: $out"
-    # shellcheck disable=SC2086
-    c systemctl start $PKG_UNITS
-    for u in $PKG_UNITS; do
-        [ "$(unit_prop "$u" ActiveState)" = active ] || fail "$u: $(unit_prop "$u" ActiveState)"
-    done
+    # The scanner last: its first sweep would race the path unit for pkg-1.
+    c systemctl start cis490-ship-episode.path cis490-quarantine-prune.timer
     make_episode "$id" >/dev/null
     wait_for "[ -d '$ROOT$DATA/shipped/$id' ]" 5 || fail "$id not shipped"
     check_intact "$id"
     [ "$(shipped_by "$id")" = ship-episode ] || fail "$id shipped by '$(shipped_by "$id")'"
+    c systemctl start cis490-ship-scanner.service
+    for u in $PKG_UNITS; do
+        [ "$(unit_prop "$u" ActiveState)" = active ] || fail "$u: $(unit_prop "$u" ActiveState)"
+    done
     echo "config checked (OK), units started, $id shipped by /usr/bin/ship-episode via the path unit"
 }
 
@@ -175,6 +176,8 @@ do_package_purge() {
 do_package_install_configured() {
     local out deb u
     [ -f "$ROOT$CONF" ] || fail "no config left to install with"
+    # A credential present at install time gets its LoadCredential= drop-in.
+    c sh -c 'umask 077 && mkdir -p /etc/cis490/credentials && echo e2e-token > /etc/cis490/credentials/bearer-token'
     deb=$(cd "$ROOT/var/tmp/debs" && ls cis490-shipper_"${PKG_UPGRADE_VERSION}"_*.deb)
     out=$(pkg_apt install "/var/tmp/debs/$deb") || { echo "$out"; fail "apt-get install failed"; }
     grep -q '^cis490-shipper:' <<<"$out" && fail "printed: $(grep '^cis490-shipper:' <<<"$out")"
@@ -182,8 +185,11 @@ do_package_install_configured() {
         [ "$(c systemctl is-enabled "$u")" = enabled ] || fail "$u not enabled"
         [ "$(unit_prop "$u" ActiveState)" = active ] || fail "$u: $(unit_prop "$u" ActiveState)"
     done
+    c grep -qx 'LoadCredential=bearer-token:/etc/cis490/credentials/bearer-token' \
+        /etc/systemd/system/cis490-ship-episode.service.d/50-cis490-credentials.conf ||
+        fail "no credentials drop-in"
     make_episode pkg-3 >/dev/null
     wait_for "[ -d '$ROOT$DATA/shipped/pkg-3' ]" 5 || fail "pkg-3 not shipped"
     check_intact pkg-3
-    echo "config present: path unit, scanner and timer enabled and active at once; pkg-3 shipped"
+    echo "config present: path unit, scanner and timer enabled and active at once, credential drop-in written; pkg-3 shipped"
 }
