@@ -692,6 +692,9 @@ do_destdir_prefix() {
     echo "PREFIX=/opt/cis490 DESTDIR=…: ExecStart=/opt/cis490/bin/…; uninstall keeps only /etc/cis490"
 }
 
+# The Debian package's life cycle, after the uninstall step.
+source "$here/scripts/e2e/package.sh"
+
 # ---------------------------------------------------------------- main
 
 [ "$(id -u)" = 0 ] || { echo "e2e-systemd.sh: needs root (mount, nspawn)" >&2; exit 1; }
@@ -751,6 +754,16 @@ else
 fi
 step credential-token do_credential
 step uninstall do_uninstall
+step package-build do_package_build
+required
+step package-install do_package_install
+required
+step package-ship do_package_ship
+step package-man-completions do_package_docs
+step package-upgrade do_package_upgrade
+step package-remove do_package_remove
+step package-purge do_package_purge
+step package-install-configured do_package_install_configured
 
 [ $pending = 0 ] || echo "$pending pending (not run, not passed)"
 echo "$passed passed, $failed failed"

@@ -71,10 +71,12 @@ for b in "${present[@]}"; do
     mv -f "$DESTDIR$BINDIR/.$b.new" "$DESTDIR$BINDIR/$b"
 done
 
-# The unit files in units/ name /usr/local/bin and /usr/local/share/doc:
-# rewrite those to this PREFIX.
+# The unit files in units/ are the Debian package's (scripts/package.sh):
+# ExecStart=/usr/bin/..., docs in /usr/share/doc/cis490-shipper. Rewrite
+# those two to this PREFIX, so the units start the binaries installed here.
 for u in "${UNITS[@]}"; do
-    sed -e "s|/usr/local/bin/|$BINDIR/|g" -e "s|/usr/local/share/doc/cis490/|$DOCDIR/|g" \
+    sed -e "s|^ExecStart=/usr/bin/|ExecStart=$BINDIR/|" \
+        -e "s|/usr/share/doc/cis490-shipper/|$DOCDIR/|g" \
         "$here/units/$u" >"$DESTDIR$UNITDIR/.$u.new"
     chmod 0644 "$DESTDIR$UNITDIR/.$u.new"
     mv -f "$DESTDIR$UNITDIR/.$u.new" "$DESTDIR$UNITDIR/$u"

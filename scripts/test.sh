@@ -14,6 +14,12 @@ command -v nsenter >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 # tests/refusals.rs puts a stock nginx in front of the dev receiver.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
+# The Debian package: lintian checks it; the e2e reads its man pages and
+# loads its bash, zsh and fish completions.
+command -v lintian >/dev/null 2>&1 || need_pkgs+=(lintian)
+command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
+command -v zsh >/dev/null 2>&1 || need_pkgs+=(zsh)
+command -v fish >/dev/null 2>&1 || need_pkgs+=(fish)
 if ((${#need_pkgs[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -23,6 +29,8 @@ if ((${#need_pkgs[@]})); then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+# scripts/package.sh (and the e2e's package steps) build the .deb with it.
+cargo deb --version >/dev/null 2>&1 || cargo install --locked cargo-deb
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -39,3 +47,9 @@ if [ "$(id -u)" -eq 0 ]; then
 else
     sudo scripts/e2e-systemd.sh
 fi
+
+# The .deb the e2e installed, rebuilt from the same release binaries (no
+# compile): lintian must report no error (kept warnings: docs/install.md).
+echo "== lintian"
+deb=$(NO_BUILD=1 scripts/package.sh | sed -n 's/^package.sh: built //p')
+lintian --fail-on error --display-info "$deb"

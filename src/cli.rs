@@ -23,6 +23,25 @@ pub fn load_config(cli_path: Option<&Path>) -> Result<Config, ExitCode> {
     }
 }
 
+/// `--check-config`: check the config named by `--config`,
+/// `$CIS490_CONFIG` or the default and everything it names; print one line
+/// per problem (stdout) or `OK`, warnings on stderr; 0 or EX_CONFIG (78).
+pub fn check_config(cli_path: Option<&Path>) -> ExitCode {
+    let path = config::resolve_path(cli_path);
+    let report = config::check::check_config(&path, &config::check::CheckEnv::from_process());
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if report.is_ok() {
+        println!("OK");
+        return ExitCode::SUCCESS;
+    }
+    for p in &report.problems {
+        println!("{p}");
+    }
+    ExitCode::from(crate::exit::CONFIG)
+}
+
 /// Report a fatal error: one line on stderr, and in the journal when there.
 pub fn fail(message: &str) {
     if crate::logging::stderr_is_journal() {

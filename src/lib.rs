@@ -10,6 +10,7 @@
 //! durable steps; [`time`] holds the calendar arithmetic they share.
 
 pub mod archive;
+pub mod args;
 pub mod bandwidth;
 pub mod cli;
 pub mod client_cert;

@@ -289,6 +289,17 @@ fn binary_with_a_broken_config_is_critical() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("verfy_tls"), "{stdout}");
+    // The fix's check really fails on this config (`--help` never read it).
+    let check = format!("ship-episode --config {} --check-config", cfg.display());
+    assert!(stdout.contains(&check), "{stdout}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ship-episode"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check-config")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("receiver.verfy_tls: unknown key"));
 }
 
 // ---------------------------------------------------------- client_cert

@@ -2,40 +2,13 @@
 //! cis490-quarantine-prune.timer).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use cis490::args::QuarantinePruneArgs;
 use cis490::layout::Layout;
 use cis490::prune::{PruneReport, clock, human_bytes, prune_since_build};
 use clap::Parser;
-
-/// Delete settled episodes past their retention, and what crashed runs left.
-///
-/// Removes `quarantine/<id>` older than `retention.quarantine_keep_days`
-/// (default 30) and `shipped/<id>` older than `retention.keep_local_for_days`
-/// (default 7); 0 disables either. Age counts from when the episode entered
-/// that state (its sidecar, else the directory's ctime), never from the
-/// recording's file times, and never time the clock had wrong: a clock
-/// before this binary's build date deletes nothing by age, and an entry time
-/// long before it or in the future restarts the count (recorded in the
-/// sidecar). Also removes orphan sidecars, stale partial archives and temp
-/// files; never an episode in `outbox/` (unshipped data). Locked entries
-/// (being requeued) are skipped. Needs no network.
-///
-/// Exit status: 0 all went well (skips included); 74 something could not be
-/// removed; 78 the config is unusable.
-#[derive(Parser, Debug)]
-#[command(version, about, long_about)]
-struct Args {
-    /// Config file [default: $CIS490_CONFIG, else /etc/cis490/lab-host.toml]
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-
-    /// List what would be removed, and why, without changing anything.
-    #[arg(long)]
-    dry_run: bool,
-}
 
 fn print_report(r: &PruneReport) {
     let verb = if r.dry_run { "would remove" } else { "removed" };
@@ -70,9 +43,12 @@ fn print_report(r: &PruneReport) {
 
 fn main() -> ExitCode {
     cis490::failpoint::setup();
-    let args = Args::parse();
+    let args = QuarantinePruneArgs::parse();
+    if args.common.check_config {
+        return cis490::cli::check_config(args.common.config.as_deref());
+    }
     cis490::logging::init("quarantine-prune");
-    let config = match cis490::cli::load_config(args.config.as_deref()) {
+    let config = match cis490::cli::load_config(args.common.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -2,42 +2,15 @@
 //! named ones, or requeue a quarantined one.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use cis490::args::ShipEpisodeArgs;
 use cis490::layout::EpisodeId;
 use cis490::outcome::OutcomeKind;
 use cis490::ship::{Observer, RunReport, Shipper};
 use cis490::transport::Progress;
 use clap::Parser;
-
-/// Ship lab-host episodes to the receiver.
-///
-/// With no argument, every ready episode in `episodes/` is claimed and
-/// shipped: this is what cis490-ship-episode.path runs. Named episodes (an id,
-/// or a path into a state directory) are shipped now, whether ready or
-/// waiting for a retry in the outbox.
-///
-/// Exit status: 0 all shipped or nothing to do; 65 something was
-/// quarantined; 66 a named episode does not exist; 75 something is left for
-/// a retry; 78 the config is unusable or the receiver refused this host
-/// (token, certificate, URL).
-#[derive(Parser, Debug)]
-#[command(version, about, long_about)]
-struct Args {
-    /// Config file [default: $CIS490_CONFIG, else /etc/cis490/lab-host.toml]
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-
-    /// Move this quarantined episode back into the queue and ship it.
-    #[arg(long, value_name = "ID", conflicts_with = "episodes")]
-    requeue: Option<String>,
-
-    /// Episode ids or paths to ship now.
-    #[arg(value_name = "ID|PATH")]
-    episodes: Vec<String>,
-}
 
 /// Progress on a terminal, for episodes big enough to wait for.
 struct TerminalProgress {
@@ -148,9 +121,12 @@ fn print_summary(report: &RunReport) {
 
 fn main() -> ExitCode {
     cis490::failpoint::setup();
-    let args = Args::parse();
+    let args = ShipEpisodeArgs::parse();
+    if args.common.check_config {
+        return cis490::cli::check_config(args.common.config.as_deref());
+    }
     cis490::logging::init("ship-episode");
-    let config = match cis490::cli::load_config(args.config.as_deref()) {
+    let config = match cis490::cli::load_config(args.common.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -3,44 +3,15 @@
 
 use std::io::IsTerminal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use cis490::args::ShipScannerArgs;
 use cis490::exit;
 use cis490::scan::{Heartbeat, PassReport, Scanner};
 use cis490::ship::ShipError;
 use cis490::signals;
 use clap::Parser;
-
-/// Ship what the path unit missed and retry the outbox, until stopped.
-///
-/// Every shipper.scan_interval_s, one pass picks up ready episodes left in
-/// `episodes/` and ships every outbox entry whose retry time has come. Under
-/// systemd (Type=notify) it reports READY=1 once the queue is built, a
-/// STATUS= line after each pass, and WATCHDOG=1 per pass and while bytes
-/// move. SIGTERM aborts an upload in flight (the episode stays in the
-/// outbox) and exits 0.
-///
-/// With --once: a single pass, then the exit status of ship-episode: 0 all
-/// shipped or nothing to do; 65 something was quarantined; 75 something is
-/// left for a retry; 78 the config is unusable or the receiver refused this
-/// host; 74 the data directories cannot be read or created.
-#[derive(Parser, Debug)]
-#[command(version, about, long_about)]
-struct Args {
-    /// Config file [default: $CIS490_CONFIG, else /etc/cis490/lab-host.toml]
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-
-    /// Run one pass and exit.
-    #[arg(long)]
-    once: bool,
-
-    /// Benchmark: build the queue, run N passes back to back, print timings.
-    #[arg(long, value_name = "N", hide = true, conflicts_with = "once")]
-    bench_passes: Option<u32>,
-}
 
 /// After SIGTERM, how long work that cannot be aborted (packing a large
 /// episode) may go on before the process exits anyway. Every state change is
@@ -55,13 +26,16 @@ const SLICE: Duration = Duration::from_millis(50);
 
 fn main() -> ExitCode {
     cis490::failpoint::setup();
-    let args = Args::parse();
+    let args = ShipScannerArgs::parse();
+    if args.common.check_config {
+        return cis490::cli::check_config(args.common.config.as_deref());
+    }
     cis490::logging::init("ship-scanner");
     if let Err(e) = signals::install_stop_handler() {
         cis490::cli::fail(&format!("cannot install the SIGTERM handler: {e}"));
         return ExitCode::from(exit::SOFTWARE);
     }
-    let config = match cis490::cli::load_config(args.config.as_deref()) {
+    let config = match cis490::cli::load_config(args.common.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -12,6 +12,8 @@ use std::time::Duration;
 use crate::bandwidth::RateSchedule;
 use toml::{Table, Value};
 
+pub mod check;
+
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cis490/lab-host.toml";
 /// Environment variable that overrides the default config path.
 pub const CONFIG_ENV: &str = "CIS490_CONFIG";

@@ -11,8 +11,8 @@ pub(super) fn config_row(f: &Facts, rows: &mut Vec<Row>) {
                      disk were not checked."
                 ))
                 .fix(format!(
-                    "edit {} and fix the key named above, then check it with \
-                     `ship-episode --config {} --help >/dev/null && doctor`",
+                    "edit {} and fix the key named above, then check it and every file it \
+                     names with `ship-episode --config {} --check-config && doctor`",
                     path.display(),
                     path.display()
                 )),
