@@ -692,6 +692,9 @@ do_destdir_prefix() {
     echo "PREFIX=/opt/cis490 DESTDIR=…: ExecStart=/opt/cis490/bin/…; uninstall keeps only /etc/cis490"
 }
 
+# Steps kept in files of their own.
+source "$here/scripts/e2e/metrics.sh"
+
 # ---------------------------------------------------------------- main
 
 [ "$(id -u)" = 0 ] || { echo "e2e-systemd.sh: needs root (mount, nspawn)" >&2; exit 1; }
@@ -750,6 +753,7 @@ else
     pending_step doctor "doctor not built yet"
 fi
 step credential-token do_credential
+step metrics-node-exporter do_metrics_node_exporter
 step uninstall do_uninstall
 
 [ $pending = 0 ] || echo "$pending pending (not run, not passed)"

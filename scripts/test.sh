@@ -14,6 +14,10 @@ command -v nsenter >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 # tests/refusals.rs puts a stock nginx in front of the dev receiver.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
+# tests/metrics.rs checks the metrics file and the alert rules with promtool
+# (Debian's prometheus package); the e2e serves the file with node_exporter.
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+[ -x /usr/bin/prometheus-node-exporter ] || need_pkgs+=(prometheus-node-exporter)
 if ((${#need_pkgs[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
