@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # Fleet metrics end to end (sourced by scripts/e2e-systemd.sh): Debian's
 # prometheus-node-exporter, started inside the container, serves the
-# cis490.prom that the units wrote into its textfile directory, and the
-# values are the ones the journal and the data root show.
+# cis490.prom that the units wrote (through the link install.sh made in its
+# textfile directory), and the values are the ones the journal and the data
+# root show.
 
 # The textfile directory of Debian's package (the [metrics] default).
 TEXTFILE_DIR=/var/lib/prometheus/node-exporter
@@ -36,9 +37,10 @@ do_metrics_node_exporter() {
     local last t_ship mode
     [ -x "$ROOT/usr/bin/prometheus-node-exporter" ] ||
         fail "prometheus-node-exporter is not installed on the host (scripts/test.sh installs it)"
-    # The ACL of the tmpfiles snippet: user cis490 may write there.
-    c runuser -u cis490 -- sh -c "touch $TEXTFILE_DIR/.e2e-probe && rm $TEXTFILE_DIR/.e2e-probe" ||
-        fail "user cis490 cannot write $TEXTFILE_DIR: $(c getfacl -p "$TEXTFILE_DIR" 2>&1 | tr '\n' ' ')"
+    # install.sh linked the file there to the one cis490 writes in its own
+    # directory (the package's directory is not cis490's to write).
+    [ "$(c readlink "$TEXTFILE_DIR/cis490.prom")" = /var/lib/cis490/metrics/cis490.prom ] ||
+        fail "$TEXTFILE_DIR/cis490.prom: not the link install.sh makes: $(c ls -l "$TEXTFILE_DIR")"
     port=$(free_port) || fail "no free port in 19100-19199"
     c sh -c "echo 'ARGS=\"--web.listen-address=127.0.0.1:$port --collector.disable-defaults --collector.textfile\"' \
         > /etc/default/prometheus-node-exporter"
@@ -80,7 +82,7 @@ do_metrics_node_exporter() {
     [ "$quarantined" = "$q_dirs" ] || fail "quarantine gauge $quarantined, quarantine/ holds $q_dirs"
     awk -v l="$last" -v t="$t_ship" 'BEGIN { exit !(l + 0 >= t) }' ||
         fail "last success $last is before metrics-1 was shipped ($t_ship)"
-    mode=$(c stat -c '%a %U' "$TEXTFILE_DIR/cis490.prom")
+    mode=$(c stat -L -c '%a %U' "$TEXTFILE_DIR/cis490.prom")
     [ "$mode" = "644 cis490" ] || fail "cis490.prom is $mode, want 644 cis490"
     echo "node_exporter on 127.0.0.1:$port serves cis490.prom: shipped $shipped (= journal), $bytes bytes (= journal BYTES), backlog 0/0, quarantine $quarantined (= quarantine/)"
 }

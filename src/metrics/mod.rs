@@ -129,10 +129,12 @@ impl Metrics {
             return Err(MetricsError::NoDirectory(dir.to_path_buf()));
         }
         let text = render::render(VERSION, &locked.counters, &gauges);
-        textfile::write(path, &text).map_err(|source| MetricsError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+        textfile::resolve(path)
+            .and_then(|target| textfile::write(&target, &text))
+            .map_err(|source| MetricsError::Write {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 }
 
@@ -142,14 +144,11 @@ fn hint(e: &MetricsError) -> &'static str {
         return "";
     };
     match source.raw_os_error() {
-        Some(libc::EACCES) | Some(libc::EPERM) => {
-            " (the cis490 user needs write access to that directory: `systemd-tmpfiles \
-             --create cis490.conf` grants it for Debian's node_exporter directory; \
-             [metrics] textfile = \"\" turns metrics off)"
-        }
-        Some(libc::EROFS) => {
-            " (the unit's ProtectSystem=strict: the directory needs ReadWritePaths=, and a \
-             restart if it was created after the unit started)"
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+            " (node_exporter's directory is not cis490's to write: link the file there to \
+             cis490's own, `ln -s /var/lib/cis490/metrics/cis490.prom \
+             /var/lib/prometheus/node-exporter/cis490.prom`, as install.sh does when \
+             node_exporter is installed first; [metrics] textfile = \"\" turns metrics off)"
         }
         _ => "",
     }

@@ -241,3 +241,39 @@ fn the_textfile_is_replaced_world_readable_and_no_temp_is_left() {
         .collect();
     assert_eq!(names, ["cis490.prom"]);
 }
+
+#[test]
+fn a_symlinked_textfile_is_written_where_it_points() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let own = d.path().join("own");
+    let exporter = d.path().join("exporter");
+    std::fs::create_dir(&own).expect("mkdir");
+    std::fs::create_dir(&exporter).expect("mkdir");
+    let link = exporter.join("cis490.prom");
+    std::os::unix::fs::symlink(own.join("cis490.prom"), &link).expect("symlink");
+    let target = super::textfile::resolve(&link).expect("resolve");
+    assert_eq!(target, own.join("cis490.prom"));
+    super::textfile::write(&target, "a 1\n").expect("write");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("link")
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&link).expect("through"), "a 1\n");
+    // A relative link resolves from its own directory.
+    std::fs::remove_file(&link).expect("rm");
+    std::os::unix::fs::symlink("../own/cis490.prom", &link).expect("symlink");
+    assert_eq!(
+        super::textfile::resolve(&link).expect("resolve"),
+        exporter.join("../own/cis490.prom")
+    );
+    // Only to a .prom file: never another file the shipper could replace.
+    std::fs::remove_file(&link).expect("rm");
+    std::os::unix::fs::symlink(d.path().join(".receiver-pause.json"), &link).expect("symlink");
+    let err = super::textfile::resolve(&link).expect_err("not .prom");
+    assert!(err.to_string().contains("not a .prom file"), "{err}");
+    // Not a link: the path itself.
+    let plain = own.join("x.prom");
+    assert_eq!(super::textfile::resolve(&plain).expect("plain"), plain);
+}

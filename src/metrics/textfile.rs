@@ -6,6 +6,36 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Where the file is written: `path` itself, or, when `path` is a symlink,
+/// the file it names. That is how the textfile directory of Debian's
+/// node_exporter, which belongs to that package, shows a file that cis490
+/// writes in its own directory (install.sh links
+/// `/var/lib/prometheus/node-exporter/cis490.prom` to
+/// `/var/lib/cis490/metrics/cis490.prom`); the link itself stays. Only a
+/// link to a `*.prom` file is followed, and only one level.
+pub fn resolve(path: &Path) -> io::Result<PathBuf> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let target = fs::read_link(path)?;
+            let target = match path.parent() {
+                Some(dir) if target.is_relative() => dir.join(target),
+                _ => target,
+            };
+            if target.extension().is_none_or(|e| e != "prom") {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "it is a symlink to {}, which is not a .prom file",
+                        target.display()
+                    ),
+                ));
+            }
+            Ok(target)
+        }
+        _ => Ok(path.to_path_buf()),
+    }
+}
+
 /// node_exporter runs as another user (`prometheus` on Debian): the file is
 /// world-readable whatever the unit's `UMask=`. It holds nothing secret.
 pub const MODE: u32 = 0o644;
