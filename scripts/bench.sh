@@ -81,8 +81,8 @@ bench_ship() {
         local src=$1 n=$2 root=$work/root-$2
         rm -rf "$root"; mkdir -p "$root/data/episodes"
         cp -r "$src" "$root/data/episodes/bench-$n"
-        printf 'host_id = "bench"\n[paths]\ndata_root = "%s"\n[receiver]\nurl = "%s"\n' \
-            "$root/data" "$url" >"$root/c.toml"
+        printf 'host_id = "bench"\n[paths]\ndata_root = "%s"\n[receiver]\nurl = "%s"\n[metrics]\ntextfile = "%s"\n' \
+            "$root/data" "$url" "$root/cis490.prom" >"$root/c.toml"
         sync
         measure "$3" "$bin/ship-episode" --config "$root/c.toml"
         python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["archive_bytes"])' \
@@ -139,8 +139,8 @@ bench_contention() {
         local n=$2 root=$work/root-$2
         mkdir -p "$root/data/episodes"
         cp -r "$work/source/ep" "$root/data/episodes/c-$n"
-        printf 'host_id = "bench"\n[paths]\ndata_root = "%s"\n[receiver]\nurl = "%s"\n' \
-            "$root/data" "$url" >"$root/c.toml"
+        printf 'host_id = "bench"\n[paths]\ndata_root = "%s"\n[receiver]\nurl = "%s"\n[metrics]\ntextfile = "%s"\n' \
+            "$root/data" "$url" "$root/cis490.prom" >"$root/c.toml"
         /usr/bin/time -f "%e" -o "$work/t" nice -n "$1" "$bin/ship-episode" --config "$root/c.toml" \
             >/dev/null 2>&1 || { echo "ship-episode failed ($2)" >&2; return 1; }
         rm -rf "$root"

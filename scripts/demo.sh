@@ -40,6 +40,8 @@ host_id = "demo-lab-1"
 data_root = "$data"
 [receiver]
 url = "$url"
+[metrics]
+textfile = "$work/cis490.prom"
 TOML
 
 # A recorder writes an episode aside, then renames it into episodes/.
@@ -96,3 +98,6 @@ cat "$data/quarantine/late.json"
 echo
 echo "== what the receiver stored for 'weird': the symlink is a link, the FIFO is absent"
 tar tzvf "$work/receiver/demo-lab-1/weird.tar.gz"
+echo
+echo "== what node_exporter would serve to Prometheus (cis490.prom, counters and backlog):"
+grep -E '^cis490_(episodes_total|uploaded_bytes_total|backlog_episodes|quarantine_episodes)' "$work/cis490.prom"

@@ -692,7 +692,9 @@ do_destdir_prefix() {
     echo "PREFIX=/opt/cis490 DESTDIR=…: ExecStart=/opt/cis490/bin/…; uninstall keeps only /etc/cis490"
 }
 
-# The Debian package's life cycle, after the uninstall step.
+# Steps kept in files of their own: the metrics, and the Debian package's
+# life cycle after the uninstall step.
+source "$here/scripts/e2e/metrics.sh"
 source "$here/scripts/e2e/package.sh"
 
 # ---------------------------------------------------------------- main
@@ -753,6 +755,7 @@ else
     pending_step doctor "doctor not built yet"
 fi
 step credential-token do_credential
+step metrics-node-exporter do_metrics_node_exporter
 step uninstall do_uninstall
 step package-build do_package_build
 required

@@ -31,6 +31,9 @@ CONFDIR=$SYSCONFDIR/cis490
 CREDDIR=$CONFDIR/credentials
 SYSUSERSDIR=$SYSCONFDIR/sysusers.d
 TMPFILESDIR=$SYSCONFDIR/tmpfiles.d
+# node_exporter's textfile directory (Debian), and the file cis490 writes.
+TEXTFILE_DIR=/var/lib/prometheus/node-exporter
+METRICS_FILE=/var/lib/cis490/metrics/cis490.prom
 target=${CARGO_TARGET_DIR:-$here/target}
 case $target in /*) ;; *) target=$here/$target ;; esac
 
@@ -120,6 +123,14 @@ fi
 
 systemd-sysusers "$SYSUSERSDIR/cis490.conf"
 systemd-tmpfiles --create "$TMPFILESDIR/cis490.conf"
+# Fleet metrics: node_exporter's textfile directory (Debian's package) is
+# not cis490's to write. A link there names the file cis490 writes in its
+# own directory; the shipper replaces that file, node_exporter follows the
+# link. Made only where node_exporter is installed and nothing is there yet.
+if [ -d "$TEXTFILE_DIR" ] && [ ! -e "$TEXTFILE_DIR/cis490.prom" ] && [ ! -L "$TEXTFILE_DIR/cis490.prom" ]; then
+    ln -s "$METRICS_FILE" "$TEXTFILE_DIR/cis490.prom"
+    say "linked $TEXTFILE_DIR/cis490.prom -> $METRICS_FILE (fleet metrics for node_exporter)"
+fi
 if [ ! -e "$CONFDIR/lab-host.toml" ]; then
     install -m 0640 -o root -g cis490 "$here/etc/lab-host.toml.example" "$CONFDIR/lab-host.toml"
     say "wrote $CONFDIR/lab-host.toml from the example"

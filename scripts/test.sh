@@ -20,6 +20,10 @@ command -v lintian >/dev/null 2>&1 || need_pkgs+=(lintian)
 command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
 command -v zsh >/dev/null 2>&1 || need_pkgs+=(zsh)
 command -v fish >/dev/null 2>&1 || need_pkgs+=(fish)
+# tests/metrics.rs checks the metrics file and the alert rules with promtool
+# (Debian's prometheus package); the e2e serves the file with node_exporter.
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+[ -x /usr/bin/prometheus-node-exporter ] || need_pkgs+=(prometheus-node-exporter)
 if ((${#need_pkgs[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -33,6 +33,10 @@ for b in "${BINARIES[@]}"; do rm -f "$DESTDIR$BINDIR/$b"; done
 rm -f "$DESTDIR$SYSCONFDIR/sysusers.d/cis490.conf" "$DESTDIR$SYSCONFDIR/tmpfiles.d/cis490.conf"
 rm -f "$DESTDIR$SYSCONFDIR/cis490/lab-host.toml.example"
 rm -rf "$DESTDIR$DOCDIR"
+# The link install.sh made for node_exporter (only if it is still ours).
+if [ -z "$DESTDIR" ] && [ "$(readlink /var/lib/prometheus/node-exporter/cis490.prom 2>/dev/null)" = /var/lib/cis490/metrics/cis490.prom ]; then
+    rm -f /var/lib/prometheus/node-exporter/cis490.prom
+fi
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl reset-failed 'cis490-*' 2>/dev/null || true

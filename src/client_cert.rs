@@ -85,23 +85,7 @@ pub fn check(cert_pem: &[u8], key_pem: &[u8], now: u64) -> Result<CertInfo, Cert
 /// [`check`] without the dates: parse both files and match the key's public
 /// half against the certificate's SubjectPublicKeyInfo.
 pub fn inspect(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertInfo, CertProblem> {
-    let cert_der = match CertificateDer::pem_slice_iter(cert_pem).next() {
-        Some(Ok(der)) => der,
-        Some(Err(e)) => return Err(CertProblem::CertUnreadable(format!("bad PEM: {e}"))),
-        None => {
-            return Err(CertProblem::CertUnreadable(
-                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-            ));
-        }
-    };
-    let cert = Certificate::from_der(&cert_der)
-        .map_err(|e| CertProblem::CertUnreadable(format!("not an X.509 certificate: {e}")))?;
-    let tbs = cert.tbs_certificate();
-    let info = CertInfo {
-        subject: tbs.subject().to_string(),
-        not_before: tbs.validity().not_before.to_unix_duration().as_secs(),
-        not_after: tbs.validity().not_after.to_unix_duration().as_secs(),
-    };
+    let (cert_der, info) = parse_cert(cert_pem)?;
 
     // No detail from the PEM parser here: it might quote the file.
     let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
@@ -129,6 +113,34 @@ pub fn inspect(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertInfo, CertProblem>
             "rustls cannot use it: {e}"
         ))),
     }
+}
+
+/// The dates and subject of the certificate alone (no key needed): what
+/// the metrics publish.
+pub fn cert_info(cert_pem: &[u8]) -> Result<CertInfo, CertProblem> {
+    parse_cert(cert_pem).map(|(_, info)| info)
+}
+
+/// The first PEM certificate of `cert_pem`, and what it says.
+fn parse_cert(cert_pem: &[u8]) -> Result<(CertificateDer<'_>, CertInfo), CertProblem> {
+    let cert_der = match CertificateDer::pem_slice_iter(cert_pem).next() {
+        Some(Ok(der)) => der,
+        Some(Err(e)) => return Err(CertProblem::CertUnreadable(format!("bad PEM: {e}"))),
+        None => {
+            return Err(CertProblem::CertUnreadable(
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+    };
+    let cert = Certificate::from_der(&cert_der)
+        .map_err(|e| CertProblem::CertUnreadable(format!("not an X.509 certificate: {e}")))?;
+    let tbs = cert.tbs_certificate();
+    let info = CertInfo {
+        subject: tbs.subject().to_string(),
+        not_before: tbs.validity().not_before.to_unix_duration().as_secs(),
+        not_after: tbs.validity().not_after.to_unix_duration().as_secs(),
+    };
+    Ok((cert_der, info))
 }
 
 /// The two files, as named in messages.

@@ -3,11 +3,12 @@
 //! Modules follow the data's path: [`config`] → [`layout`] (episode states)
 //! → [`lock`] → [`reserve`] (disk) → [`archive`] → [`transport`] (with
 //! [`bandwidth`] and [`client_cert`]) → [`outcome`] → [`ship`], then
-//! [`scan`] (the daemon's queue), [`prune`] (retention), and [`journal`] +
-//! [`doctor`] (diagnosis). What happens to an episode and to the host-wide
-//! pause is decided in one pure place, [`machine`]; [`ship`], [`scan`] and
-//! [`prune`] carry it out. [`failpoint`] marks the crash windows between
-//! durable steps; [`time`] holds the calendar arithmetic they share.
+//! [`scan`] (the daemon's queue), [`prune`] (retention), [`journal`] +
+//! [`doctor`] (diagnosis) and [`metrics`] (Prometheus, for the fleet). What
+//! happens to an episode and to the host-wide pause is decided in one pure
+//! place, [`machine`]; [`ship`], [`scan`] and [`prune`] carry it out.
+//! [`failpoint`] marks the crash windows between durable steps; [`time`]
+//! holds the calendar arithmetic they share.
 
 pub mod archive;
 pub mod args;
@@ -23,6 +24,7 @@ pub mod layout;
 pub mod lock;
 pub mod logging;
 pub mod machine;
+pub mod metrics;
 pub mod outcome;
 pub mod prune;
 pub mod reserve;

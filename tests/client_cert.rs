@@ -82,6 +82,7 @@ impl Host {
             &config,
             format!(
                 "host_id = \"lab-7\"\n\
+                 [metrics]\ntextfile = \"\"\n\
                  [paths]\ndata_root = \"{}\"\n\
                  [receiver]\nurl = \"https://127.0.0.1:{port}\"\n\
                  client_cert = \"{}\"\nclient_key = \"{}\"\n\

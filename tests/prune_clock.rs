@@ -30,7 +30,7 @@ impl Host {
         fs::write(
             &config,
             format!(
-                "host_id = \"lab-clock\"\n[paths]\ndata_root = \"{}\"\n\
+                "host_id = \"lab-clock\"\n[metrics]\ntextfile = \"\"\n[paths]\ndata_root = \"{}\"\n\
                  [receiver]\nurl = \"http://127.0.0.1:9\"\n\
                  [retention]\nquarantine_keep_days = 30\nkeep_local_for_days = 7\n",
                 data.display()

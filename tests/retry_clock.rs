@@ -25,7 +25,7 @@ impl Host {
         fs::write(
             &config,
             format!(
-                "host_id = \"lab-clock\"\n[paths]\ndata_root = \"{}\"\n\
+                "host_id = \"lab-clock\"\n[metrics]\ntextfile = \"\"\n[paths]\ndata_root = \"{}\"\n\
                  [receiver]\nurl = \"http://127.0.0.1:9\"\n\
                  [shipper]\nrequest_timeout_s = 5\n",
                 dir.path().join("data").display()

@@ -60,6 +60,9 @@ fn main() -> ExitCode {
         clock::build_date(),
         args.dry_run,
     );
+    if !args.dry_run {
+        cis490::metrics::Metrics::new(&config).refresh();
+    }
     // The journal has one line per removal and a summary; elsewhere, print
     // them (always for a dry run: that is what it is for).
     if args.dry_run || std::io::stdout().is_terminal() || !cis490::logging::stderr_is_journal() {

@@ -185,6 +185,7 @@ fn main() -> ExitCode {
         r
     };
     progress.clear();
+    cis490::metrics::Metrics::new(&config).after_run(&report);
     // The journal already has one line per episode; elsewhere, summarise.
     if terminal || !cis490::logging::stderr_is_journal() {
         print_summary(&report);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use cis490::args::ShipScannerArgs;
 use cis490::exit;
+use cis490::metrics::Metrics;
 use cis490::scan::{Heartbeat, PassReport, Scanner};
 use cis490::ship::ShipError;
 use cis490::signals;
@@ -57,13 +58,19 @@ fn main() -> ExitCode {
             period.as_secs_f64()
         );
     }
+    let mut metrics = Metrics::new(&config).long_running();
     if args.once {
-        return once(&mut scanner, &mut heartbeat);
+        return once(&mut scanner, &mut heartbeat, &mut metrics);
     }
     if let Some(n) = args.bench_passes {
         return bench(&mut scanner, &mut heartbeat, n);
     }
-    run(&mut scanner, &mut heartbeat, config.shipper.scan_interval)
+    run(
+        &mut scanner,
+        &mut heartbeat,
+        &mut metrics,
+        config.shipper.scan_interval,
+    )
 }
 
 fn fail_setup(e: &ShipError) -> ExitCode {
@@ -92,7 +99,12 @@ fn guarded_pass(scanner: &mut Scanner, heartbeat: &mut Heartbeat) -> Result<Pass
     }
 }
 
-fn run(scanner: &mut Scanner, heartbeat: &mut Heartbeat, interval: Duration) -> ExitCode {
+fn run(
+    scanner: &mut Scanner,
+    heartbeat: &mut Heartbeat,
+    metrics: &mut Metrics,
+    interval: Duration,
+) -> ExitCode {
     scanner.pace_as_daemon();
     // The queue first: READY=1 means "the backlog is known".
     if let Err(e) = scanner.refresh() {
@@ -117,7 +129,12 @@ fn run(scanner: &mut Scanner, heartbeat: &mut Heartbeat, interval: Duration) -> 
     let mut last_status = status;
     while !signals::stop_requested() {
         let started = Instant::now();
-        match guarded_pass(scanner, heartbeat) {
+        let pass = guarded_pass(scanner, heartbeat);
+        match &pass {
+            Ok(report) => metrics.after_run(&report.run),
+            Err(_) => metrics.refresh(),
+        }
+        match pass {
             Ok(report) if !report.run.episodes.is_empty() => tracing::debug!(
                 "pass: {} episode(s) handled in {:.0} ms",
                 report.run.episodes.len(),
@@ -179,11 +196,15 @@ fn spawn_stop_backstop() {
     });
 }
 
-fn once(scanner: &mut Scanner, heartbeat: &mut Heartbeat) -> ExitCode {
+fn once(scanner: &mut Scanner, heartbeat: &mut Heartbeat, metrics: &mut Metrics) -> ExitCode {
     let report = match guarded_pass(scanner, heartbeat) {
         Ok(r) => r,
-        Err(code) => return ExitCode::from(code),
+        Err(code) => {
+            metrics.refresh();
+            return ExitCode::from(code);
+        }
     };
+    metrics.after_run(&report.run);
     if std::io::stdout().is_terminal() || !cis490::logging::stderr_is_journal() {
         for e in &report.run.episodes {
             println!(

@@ -13,6 +13,8 @@ use crate::bandwidth::RateSchedule;
 use toml::{Table, Value};
 
 pub mod check;
+mod metrics;
+pub use metrics::{DEFAULT_TEXTFILE, MetricsSettings};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cis490/lab-host.toml";
 /// Environment variable that overrides the default config path.
@@ -109,6 +111,7 @@ pub struct Config {
     pub receiver: ReceiverConfig,
     pub shipper: ShipperSettings,
     pub retention: RetentionSettings,
+    pub metrics: MetricsSettings,
     /// Non-fatal remarks found while loading (deprecated keys, insecure TLS).
     pub warnings: Vec<String>,
 }
@@ -204,6 +207,7 @@ impl Config {
             ));
         }
         p.finish(retention)?;
+        let metrics = p.metrics(&mut root)?;
         p.finish(root)?;
 
         if !receiver.verify_tls {
@@ -231,6 +235,7 @@ impl Config {
                 keep_local_for_days: keep_local_for_days as u32,
                 quarantine_keep_days: quarantine_keep_days as u32,
             },
+            metrics,
             warnings: p.warnings,
         })
     }

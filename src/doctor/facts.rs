@@ -193,6 +193,14 @@ pub fn read_client_cert(rcv: &ReceiverConfig) -> Option<ClientCertFacts> {
 /// walked); one stat per ready episode, one small JSON per outbox and
 /// quarantine entry.
 pub fn read_data(data_root: &Path) -> Result<DataFacts, String> {
+    let mut facts = read_pending(data_root)?;
+    facts.quarantine = read_quarantine(&Layout::new(data_root))?;
+    Ok(facts)
+}
+
+/// [`read_data`] without the quarantine: what waits to be shipped, and the
+/// receiver pause.
+pub fn read_pending(data_root: &Path) -> Result<DataFacts, String> {
     if !data_root.is_dir() {
         return Err(format!("{} does not exist", data_root.display()));
     }
@@ -218,22 +226,26 @@ pub fn read_data(data_root: &Path) -> Result<DataFacts, String> {
         facts.outbox.push(outbox_item(&layout, &id));
     }
     facts.pause = read_pause(data_root);
+    Ok(facts)
+}
+
+/// The quarantined episodes, from their sidecars (the trees are not walked).
+pub fn read_quarantine(layout: &Layout) -> Result<Vec<QuarantineItem>, String> {
+    let mut items = Vec::new();
     for id in layout
         .list(State::Quarantine)
         .map_err(|e| e.to_string())?
         .ids
     {
-        let sidecar = Sidecar::load(&layout, State::Quarantine, &id)
-            .ok()
-            .flatten();
-        facts.quarantine.push(QuarantineItem {
+        let sidecar = Sidecar::load(layout, State::Quarantine, &id).ok().flatten();
+        items.push(QuarantineItem {
             id: id.to_string(),
             entered_at: sidecar.as_ref().map(|s| s.entered_at),
             archive_bytes: sidecar.as_ref().and_then(|s| s.archive_bytes),
             http_status: sidecar.as_ref().and_then(|s| s.http_status),
         });
     }
-    Ok(facts)
+    Ok(items)
 }
 
 fn outbox_item(layout: &Layout, id: &EpisodeId) -> OutboxItem {

@@ -20,7 +20,8 @@ mod rows;
 
 pub use facts::{
     ClientCertFacts, ConfigFacts, DataFacts, Disk, Facts, LastSuccess, Options, OutboxItem,
-    QuarantineItem, gather, parse_since, read_client_cert, read_data, statvfs,
+    QuarantineItem, gather, parse_since, read_client_cert, read_data, read_pending,
+    read_quarantine, statvfs,
 };
 pub use render::render_text;
 

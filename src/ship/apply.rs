@@ -1,7 +1,7 @@
 //! Carry out what [`crate::machine`] decided: sidecar then rename for a
 //! settle, the retry file for a retry or a hold, and the report.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::layout::{
     self, EpisodeId, LayoutError, RetryState, Sidecar, State, remove_if_present, rename_noreplace,
@@ -22,6 +22,8 @@ pub(super) struct Attempted {
     pub attempt: u32,
     pub archive_bytes: Option<u64>,
     pub sha256: Option<String>,
+    /// How long the upload took, once one was made.
+    pub upload_time: Option<Duration>,
 }
 
 impl Attempted {
@@ -32,6 +34,7 @@ impl Attempted {
             attempt: 0,
             archive_bytes: None,
             sha256: None,
+            upload_time: None,
         }
     }
 
@@ -44,6 +47,7 @@ impl Attempted {
             http_status: None,
             archive_bytes: self.archive_bytes,
             duration: self.started.elapsed(),
+            upload_time: self.upload_time,
             attempt: self.attempt,
             next_attempt_at: None,
             host: HostSignal::Silent,

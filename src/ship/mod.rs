@@ -280,9 +280,11 @@ impl Shipper {
             bytes,
             sha256,
         };
+        let put_started = Instant::now();
         let result = self
             .transport
             .put(&upload, &self.cancel, &mut |p| observer.uploading(id, p));
+        attempted.upload_time = Some(put_started.elapsed());
         // A refusal counts only when the receiver made it: ask again
         // without a body before deciding (see `outcome::confirmed`).
         let check = needs_confirmation(&result)

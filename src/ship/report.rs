@@ -32,6 +32,8 @@ pub struct EpisodeReport {
     pub http_status: Option<u16>,
     pub archive_bytes: Option<u64>,
     pub duration: Duration,
+    /// The upload alone (the PUT, bytes and answer), when one was made.
+    pub upload_time: Option<Duration>,
     pub attempt: u32,
     /// For retries: when the next attempt is due (unix seconds).
     pub next_attempt_at: Option<u64>,

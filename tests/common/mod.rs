@@ -73,9 +73,11 @@ impl Site {
         std::fs::write(
             &self.config,
             format!(
-                "host_id = \"{}\"\n[paths]\ndata_root = \"{}\"\n[receiver]\n{receiver}\n\
+                "host_id = \"{}\"\n[metrics]\ntextfile = \"{}\"\n\
+                 [paths]\ndata_root = \"{}\"\n[receiver]\n{receiver}\n\
                  [shipper]\n{shipper}\n{extra}",
                 self.host,
+                self.metrics_file().display(),
                 self.data().display()
             ),
         )
@@ -90,6 +92,12 @@ impl Site {
 
     pub fn layout(&self) -> cis490::layout::Layout {
         cis490::layout::Layout::new(self.data())
+    }
+
+    /// Where the binaries write the metrics (never the host's node_exporter
+    /// directory).
+    pub fn metrics_file(&self) -> PathBuf {
+        self.dir.path().join("cis490.prom")
     }
 
     pub fn data(&self) -> PathBuf {

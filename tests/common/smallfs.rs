@@ -45,7 +45,7 @@ pub fn site_on(fs: &SmallFs, url: &str, shipper: &str) -> (Site, PathBuf) {
     std::fs::write(
         &site.config,
         format!(
-            "host_id = \"{}\"\n[paths]\ndata_root = \"{}\"\n[receiver]\nurl = \"{url}\"\n\
+            "host_id = \"{}\"\n[metrics]\ntextfile = \"\"\n[paths]\ndata_root = \"{}\"\n[receiver]\nurl = \"{url}\"\n\
              [shipper]\nrequest_timeout_s = 10\n{shipper}\n",
             site.host,
             data.display()
