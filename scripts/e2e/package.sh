@@ -65,6 +65,10 @@ do_package_install() {
     c getent passwd cis490 | grep -q nologin || fail "no system user cis490"
     [ "$(c stat -c '%a %U:%G' "$EP")" = "2775 cis490:cis490" ] || fail "episodes/: $(c stat -c '%a %U:%G' "$EP")"
     [ "$(c stat -c '%a' /etc/cis490/credentials)" = 700 ] || fail "credentials dir not 0700"
+    # node_exporter is installed (test.sh): its textfile directory links to
+    # the file cis490 writes.
+    [ "$(c readlink /var/lib/prometheus/node-exporter/cis490.prom)" = /var/lib/cis490/metrics/cis490.prom ] ||
+        fail "no metrics link in node_exporter's textfile directory"
     for u in $PKG_UNITS; do
         # (/lib is /usr/lib on Debian 12, and first in systemd's search path.)
         [ "$(c realpath "$(unit_prop "$u" FragmentPath)")" = "/usr/lib/systemd/system/$u" ] ||
@@ -147,7 +151,8 @@ do_package_remove() {
     [ ! -e "$ROOT/usr/bin/ship-episode" ] || fail "binary still there"
     [ -f "$ROOT$CONF" ] || fail "remove deleted the config"
     [ -d "$ROOT$DATA/shipped/pkg-1" ] || fail "remove deleted data"
-    echo "units stopped, no enablement symlink left, binaries gone; config and data kept"
+    [ ! -L "$ROOT/var/lib/prometheus/node-exporter/cis490.prom" ] || fail "metrics link left after remove"
+    echo "units stopped, no enablement symlink left, binaries and metrics link gone; config and data kept"
 }
 
 do_package_purge() {
