@@ -202,7 +202,10 @@ impl IdentityFiles {
     /// Where to put a new key, and what makes the units see it.
     fn key_home(&self) -> String {
         if self.key_is_credential {
-            format!("{} (then re-run scripts/install.sh)", self.key_source())
+            format!(
+                "{} (then `dpkg-reconfigure cis490-shipper`, or re-run scripts/install.sh)",
+                self.key_source()
+            )
         } else {
             self.key_source()
         }
