@@ -1,0 +1,737 @@
+//! The second kind of receiver: an S3-compatible object store.
+//!
+//! Every request goes through the shipper's own HTTP client
+//! ([`Transport::send`]): the rate limit, the stall timeout, `ca_bundle`,
+//! cancellation and progress are those of the HTTP receiver. rusty-s3
+//! builds the S3 actions (URLs, query strings, XML answers), aws-sigv4
+//! signs them; what the answers mean is decided in [`classify`], which
+//! parts to send in [`plan`], both without I/O.
+//!
+//! One attempt ([`S3Transport::ship`]):
+//! 1. look at the key first (`HEAD`): an object there already is a
+//!    duplicate (our `x-amz-meta-sha256`) or an id reuse (another one), so
+//!    the guarantee holds on stores that ignore `If-None-Match`;
+//! 2. below the multipart threshold, one create-only `PutObject`
+//!    (`If-None-Match: *`, the archive's SHA-256 as metadata and checksum);
+//! 3. above it, a multipart upload: resumed when the retry state records
+//!    one (its parts checked against `ListParts`), else created; each part
+//!    carries its SHA-256 and is recorded after the store acknowledged it;
+//!    the key is looked at again, then `CompleteMultipartUpload` with
+//!    `If-None-Match: *`.
+
+pub mod classify;
+pub mod plan;
+mod request;
+
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use base64::Engine;
+use rusty_s3::{Bucket, S3Action, UrlStyle};
+
+use crate::config::{ReceiverConfig, S3Receiver};
+use crate::layout::{MultipartProgress, UploadedPart};
+use crate::outcome::Verdict;
+
+use super::{Progress, SetupError, StreamedBody, Transport, TransportError, Upload};
+use classify::{ErrorKind, S3Error, existing_object, is_error_document, kind_of, verdict_of};
+use plan::{ListedPart, ResumePlan, complete_body, object_key, part_ranges, plan_resume};
+use request::{Answer, Body, Req, Signer, exchange};
+
+/// rusty-s3 wants an expiry for the URLs it builds; they are not
+/// presigned here (the headers carry the signature), so it is unused.
+const UNSIGNED: Duration = Duration::from_secs(1);
+
+pub struct S3Transport {
+    http: Transport,
+    signer: Signer,
+    bucket: Bucket,
+    prefix: String,
+    multipart_threshold: u64,
+    part_size: u64,
+}
+
+impl std::fmt::Debug for S3Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Transport")
+            .field("bucket", &self.bucket.name())
+            .field("base_url", &self.bucket.base_url().as_str())
+            .field("access_key_id", &self.signer.access_key_id)
+            .field("secret", &self.signer.secret)
+            .finish()
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug)]
+pub struct S3Attempt {
+    pub verdict: Verdict,
+    /// Our own failure (cancelled, the staged archive unreadable): it says
+    /// nothing about the store.
+    pub local: bool,
+    /// Archive bytes sent in this attempt (parts resent included).
+    pub sent: u64,
+}
+
+/// Why an attempt stopped early.
+enum Stop {
+    Transport(TransportError),
+    Verdict(Verdict),
+}
+
+impl From<TransportError> for Stop {
+    fn from(e: TransportError) -> Stop {
+        Stop::Transport(e)
+    }
+}
+
+/// What a look at the key found.
+enum Probe {
+    Absent,
+    Exists {
+        meta_sha256: Option<String>,
+        check: String,
+    },
+}
+
+fn no_progress(_: Progress) {}
+
+impl S3Transport {
+    pub fn new(
+        rcv: &ReceiverConfig,
+        s3: &S3Receiver,
+        stall_timeout: Duration,
+    ) -> Result<S3Transport, SetupError> {
+        let http = Transport::new(rcv, stall_timeout)?;
+        let (endpoint, style) = match &s3.endpoint {
+            Some(e) => (e.clone(), UrlStyle::Path),
+            None => (
+                format!("https://s3.{}.amazonaws.com", s3.region),
+                UrlStyle::VirtualHost,
+            ),
+        };
+        let endpoint = reqwest::Url::parse(&endpoint)
+            .map_err(|e| SetupError::Url(format!("{endpoint}: {e}")))?;
+        let bucket = Bucket::new(endpoint, style, s3.bucket.clone(), s3.region.clone())
+            .map_err(|e| SetupError::Url(format!("bucket {}: {e}", s3.bucket)))?;
+        Ok(S3Transport {
+            http,
+            signer: Signer {
+                access_key_id: s3.access_key_id.clone(),
+                secret: s3.secret_access_key.clone(),
+                region: s3.region.clone(),
+            },
+            bucket,
+            prefix: s3.prefix.clone(),
+            multipart_threshold: s3.multipart_threshold,
+            part_size: s3.part_size,
+        })
+    }
+
+    pub fn with_rate_limit(self, schedule: crate::bandwidth::RateSchedule) -> S3Transport {
+        S3Transport {
+            http: self.http.with_rate_limit(schedule),
+            ..self
+        }
+    }
+
+    pub fn key(&self, host_id: &str, episode_id: &str) -> String {
+        object_key(&self.prefix, host_id, episode_id)
+    }
+
+    /// Ship the staged archive. `state` is the multipart upload recorded in
+    /// the retry state (if any); `persist` writes it after every change,
+    /// before the next request.
+    pub fn ship(
+        &self,
+        upload: &Upload<'_>,
+        state: &mut Option<MultipartProgress>,
+        persist: &mut dyn FnMut(&Option<MultipartProgress>),
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> S3Attempt {
+        let mut sent = 0u64;
+        let result = self.attempt(upload, state, persist, cancel, on_progress, &mut sent);
+        let (verdict, local) = match result {
+            Ok(v) | Err(Stop::Verdict(v)) => (v, false),
+            Err(Stop::Transport(e)) => {
+                let local = matches!(e, TransportError::Cancelled | TransportError::Archive(_));
+                let verdict = Verdict::Transient {
+                    status: None,
+                    reason: e.to_string(),
+                    retry_after: None,
+                };
+                (verdict, local)
+            }
+        };
+        // Settled without completing it: the upload is abandoned, abort it.
+        if matches!(verdict, Verdict::Duplicate | Verdict::Quarantine { .. })
+            && let Some(mp) = state.take()
+        {
+            if let Err(e) = self.abort(&mp, cancel) {
+                tracing::warn!(EPISODE_ID = %upload.episode_id, "{e}");
+            }
+            persist(state);
+        }
+        S3Attempt {
+            verdict,
+            local,
+            sent,
+        }
+    }
+
+    fn attempt(
+        &self,
+        upload: &Upload<'_>,
+        state: &mut Option<MultipartProgress>,
+        persist: &mut dyn FnMut(&Option<MultipartProgress>),
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(Progress),
+        sent: &mut u64,
+    ) -> Result<Verdict, Stop> {
+        let key = self.key(upload.host_id, upload.episode_id.as_str());
+        let ours = crate::ship::hex(&upload.sha256);
+        if let Probe::Exists { meta_sha256, check } = self.probe(&key, cancel)? {
+            return Ok(existing_object(meta_sha256.as_deref(), &ours, check));
+        }
+        if upload.bytes < self.multipart_threshold {
+            return self.put_single(&key, upload, cancel, on_progress, sent);
+        }
+        self.put_multipart(&key, upload, state, persist, cancel, on_progress, sent)
+    }
+
+    fn request(
+        &self,
+        req: Req,
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Answer, TransportError> {
+        exchange(&self.http, &self.signer, req, cancel, on_progress)
+    }
+
+    /// `HEAD` of the key; an unexpected answer is asked again as a ranged
+    /// `GET`, whose body names the error (a `HEAD` answer has none).
+    fn probe(&self, key: &str, cancel: &AtomicBool) -> Result<Probe, Stop> {
+        let url = self.bucket.head_object(None, key).sign(UNSIGNED);
+        let check = format!("HEAD {}", url.path());
+        let head = self.request(
+            Req {
+                method: reqwest::Method::HEAD,
+                url,
+                headers: Vec::new(),
+                body: Body::None,
+            },
+            cancel,
+            &mut no_progress,
+        )?;
+        match head.status {
+            200..=299 => Ok(Probe::Exists {
+                check: format!(
+                    "{check} answered {} with x-amz-meta-sha256 {}",
+                    head.status,
+                    head.meta_sha256.as_deref().unwrap_or("(none)")
+                ),
+                meta_sha256: head.meta_sha256,
+            }),
+            404 => Ok(Probe::Absent),
+            _ => {
+                let url = self.bucket.get_object(None, key).sign(UNSIGNED);
+                let get = self.request(
+                    Req {
+                        method: reqwest::Method::GET,
+                        url,
+                        headers: vec![("range", "bytes=0-0".into())],
+                        body: Body::None,
+                    },
+                    cancel,
+                    &mut no_progress,
+                )?;
+                let err = if get.status >= 300 {
+                    S3Error::parse(get.status, &get.body)
+                } else {
+                    S3Error::parse(head.status, "")
+                };
+                Err(Stop::Verdict(verdict_of(&err)))
+            }
+        }
+    }
+
+    /// After a create-only write was refused: what is under the key?
+    fn after_exists(&self, key: &str, ours: &str, cancel: &AtomicBool) -> Result<Verdict, Stop> {
+        match self.probe(key, cancel)? {
+            Probe::Exists { meta_sha256, check } => {
+                Ok(existing_object(meta_sha256.as_deref(), ours, check))
+            }
+            Probe::Absent => Ok(Verdict::Transient {
+                status: Some(412),
+                reason: "the store refused the create-only write, but holds no object under \
+                         the key: tried again later"
+                    .into(),
+                retry_after: None,
+            }),
+        }
+    }
+
+    fn put_single(
+        &self,
+        key: &str,
+        upload: &Upload<'_>,
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(Progress),
+        sent: &mut u64,
+    ) -> Result<Verdict, Stop> {
+        let file = open_archive(upload)?;
+        let ours = crate::ship::hex(&upload.sha256);
+        let url = self.bucket.put_object(None, key).sign(UNSIGNED);
+        let answer = self.request(
+            Req {
+                method: reqwest::Method::PUT,
+                url,
+                headers: vec![
+                    ("content-type", "application/gzip".into()),
+                    ("if-none-match", "*".into()),
+                    ("x-amz-checksum-sha256", b64(&upload.sha256)),
+                    ("x-amz-meta-sha256", ours.clone()),
+                ],
+                body: Body::File(StreamedBody {
+                    file,
+                    bytes: upload.bytes,
+                }),
+            },
+            cancel,
+            on_progress,
+        )?;
+        *sent += upload.bytes - answer.unsent;
+        if (200..300).contains(&answer.status) {
+            return Ok(stored(answer.status, answer.unsent));
+        }
+        let err = S3Error::parse(answer.status, &answer.body);
+        match kind_of(&err) {
+            ErrorKind::Exists => self.after_exists(key, &ours, cancel),
+            _ => Ok(verdict_of(&err)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn put_multipart(
+        &self,
+        key: &str,
+        upload: &Upload<'_>,
+        state: &mut Option<MultipartProgress>,
+        persist: &mut dyn FnMut(&Option<MultipartProgress>),
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(Progress),
+        sent: &mut u64,
+    ) -> Result<Verdict, Stop> {
+        let id = upload.episode_id;
+        let ours = crate::ship::hex(&upload.sha256);
+        let part_size = plan::effective_part_size(upload.bytes, self.part_size);
+        let ranges = part_ranges(upload.bytes, part_size);
+        if let Some(mp) = state.as_ref()
+            && !plan::resumable(mp, key, &ours, part_size)
+        {
+            tracing::info!(EPISODE_ID = %id, "the recorded multipart upload is for another archive: aborting it");
+            if let Err(e) = self.abort(mp, cancel) {
+                tracing::warn!(EPISODE_ID = %id, "{e}");
+            }
+            *state = None;
+            persist(state);
+        }
+        let fresh = ResumePlan {
+            keep: Vec::new(),
+            missing: ranges.clone(),
+        };
+        let plan = match state.as_ref() {
+            None => fresh,
+            Some(mp) => match self.list_parts(mp, cancel)? {
+                Some(listed) => plan_resume(mp, &listed, &ranges),
+                None => {
+                    tracing::warn!(
+                        EPISODE_ID = %id,
+                        "the store no longer knows multipart upload {}: starting over",
+                        mp.upload_id
+                    );
+                    *state = None;
+                    persist(state);
+                    fresh
+                }
+            },
+        };
+        match state.as_mut() {
+            Some(mp) => {
+                mp.parts = plan.keep.clone();
+                persist(state);
+                tracing::info!(
+                    EPISODE_ID = %id,
+                    "resuming multipart upload: {} of {} parts ({} bytes) already on the store, \
+                     {} to send",
+                    plan.keep.len(),
+                    ranges.len(),
+                    plan::kept_bytes(&plan),
+                    plan.missing.len()
+                );
+            }
+            None => {
+                let upload_id = self.create(key, &ours, cancel)?;
+                *state = Some(MultipartProgress {
+                    key: key.to_string(),
+                    upload_id,
+                    part_size,
+                    archive_sha256: ours.clone(),
+                    parts: Vec::new(),
+                });
+                persist(state);
+            }
+        }
+        let mut done = plan::kept_bytes(&plan);
+        for range in &plan.missing {
+            let Some(mp) = state.as_mut() else { break };
+            let (part, answer) = self.upload_part(upload, mp, *range, done, cancel, on_progress)?;
+            *sent += range.len - answer.unsent;
+            match part {
+                Some(part) => {
+                    mp.parts.push(part);
+                    persist(state);
+                    done += range.len;
+                }
+                None => return Err(self.part_failed(state, persist, &answer, cancel)),
+            }
+        }
+        if state.is_none() {
+            return Ok(transient_restart("the multipart upload was lost"));
+        }
+        // Stores that ignore If-None-Match would overwrite: look first.
+        if let Probe::Exists { meta_sha256, check } = self.probe(key, cancel)? {
+            return Ok(existing_object(meta_sha256.as_deref(), &ours, check));
+        }
+        self.complete(key, &ours, state, persist, cancel)
+    }
+
+    /// One part: its SHA-256 first (sent as its checksum), then the `PUT`.
+    /// `None` when the store did not acknowledge it.
+    fn upload_part(
+        &self,
+        upload: &Upload<'_>,
+        mp: &MultipartProgress,
+        range: plan::PartRange,
+        before: u64,
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Option<UploadedPart>, Answer), Stop> {
+        let mut file = open_archive(upload)?;
+        let sha256 =
+            b64(&hash_range(&file, range.offset, range.len).map_err(archive_error(upload))?);
+        file.seek(SeekFrom::Start(range.offset))
+            .map_err(archive_error(upload))?;
+        let number = u16::try_from(range.number)
+            .map_err(|_| TransportError::Protocol(format!("part number {}", range.number)))?;
+        let url = self
+            .bucket
+            .upload_part(None, &mp.key, number, &mp.upload_id)
+            .sign(UNSIGNED);
+        let total = upload.bytes;
+        let answer = self.request(
+            Req {
+                method: reqwest::Method::PUT,
+                url,
+                headers: vec![("x-amz-checksum-sha256", sha256.clone())],
+                body: Body::File(StreamedBody {
+                    file,
+                    bytes: range.len,
+                }),
+            },
+            cancel,
+            &mut |p: Progress| {
+                on_progress(Progress {
+                    sent: before + p.sent,
+                    total,
+                    moved: p.moved,
+                })
+            },
+        )?;
+        let part = match (&answer.etag, answer.status) {
+            (Some(etag), 200..=299) if answer.unsent == 0 => Some(UploadedPart {
+                number: range.number,
+                etag: etag.clone(),
+                sha256,
+                size: range.len,
+            }),
+            _ => None,
+        };
+        Ok((part, answer))
+    }
+
+    /// A part the store did not take: the verdict, after forgetting an
+    /// upload the store no longer has.
+    fn part_failed(
+        &self,
+        state: &mut Option<MultipartProgress>,
+        persist: &mut dyn FnMut(&Option<MultipartProgress>),
+        answer: &Answer,
+        cancel: &AtomicBool,
+    ) -> Stop {
+        if (200..300).contains(&answer.status) {
+            return Stop::Verdict(Verdict::Transient {
+                status: Some(answer.status),
+                reason: format!(
+                    "the store answered {} to a part without an ETag (or before taking all of \
+                     it): not counted",
+                    answer.status
+                ),
+                retry_after: None,
+            });
+        }
+        let err = S3Error::parse(answer.status, &answer.body);
+        match kind_of(&err) {
+            ErrorKind::UploadGone | ErrorKind::PartsRejected => {
+                self.forget(state, persist, cancel);
+                Stop::Verdict(transient_restart(&err.reason()))
+            }
+            _ => Stop::Verdict(verdict_of(&err)),
+        }
+    }
+
+    /// Abort the recorded upload (best effort) and forget it.
+    fn forget(
+        &self,
+        state: &mut Option<MultipartProgress>,
+        persist: &mut dyn FnMut(&Option<MultipartProgress>),
+        cancel: &AtomicBool,
+    ) {
+        if let Some(mp) = state.take() {
+            let _ = self.abort(&mp, cancel);
+            persist(state);
+        }
+    }
+
+    fn create(&self, key: &str, ours: &str, cancel: &AtomicBool) -> Result<String, Stop> {
+        let url = self
+            .bucket
+            .create_multipart_upload(None, key)
+            .sign(UNSIGNED);
+        let answer = self.request(
+            Req {
+                method: reqwest::Method::POST,
+                url,
+                headers: vec![
+                    ("content-type", "application/gzip".into()),
+                    ("x-amz-checksum-algorithm", "SHA256".into()),
+                    ("x-amz-meta-sha256", ours.to_string()),
+                ],
+                body: Body::None,
+            },
+            cancel,
+            &mut no_progress,
+        )?;
+        if !(200..300).contains(&answer.status) {
+            return Err(Stop::Verdict(verdict_of(&S3Error::parse(
+                answer.status,
+                &answer.body,
+            ))));
+        }
+        rusty_s3::actions::CreateMultipartUpload::parse_response(&answer.body)
+            .map(|r| r.upload_id().to_string())
+            .map_err(|e| {
+                Stop::Transport(TransportError::Protocol(format!(
+                    "CreateMultipartUpload: unreadable answer: {e}"
+                )))
+            })
+    }
+
+    /// Every part the store has for the upload; `None`: it forgot it.
+    fn list_parts(
+        &self,
+        mp: &MultipartProgress,
+        cancel: &AtomicBool,
+    ) -> Result<Option<Vec<ListedPart>>, Stop> {
+        let mut listed = Vec::new();
+        let mut marker = None;
+        loop {
+            let mut action = self.bucket.list_parts(None, &mp.key, &mp.upload_id);
+            if let Some(m) = marker {
+                action.set_part_number_marker(m);
+            }
+            let answer = self.request(
+                Req {
+                    method: reqwest::Method::GET,
+                    url: action.sign(UNSIGNED),
+                    headers: Vec::new(),
+                    body: Body::None,
+                },
+                cancel,
+                &mut no_progress,
+            )?;
+            if !(200..300).contains(&answer.status) {
+                let err = S3Error::parse(answer.status, &answer.body);
+                return match kind_of(&err) {
+                    ErrorKind::UploadGone => Ok(None),
+                    _ => Err(Stop::Verdict(verdict_of(&err))),
+                };
+            }
+            let page = rusty_s3::actions::ListParts::parse_response(&answer.body).map_err(|e| {
+                TransportError::Protocol(format!("ListParts: unreadable answer: {e}"))
+            })?;
+            listed.extend(page.parts.iter().map(|p| ListedPart {
+                number: u32::from(p.number),
+                etag: p.etag.clone(),
+                size: p.size,
+            }));
+            match page.next_part_number_marker {
+                Some(m) => marker = Some(m),
+                None => return Ok(Some(listed)),
+            }
+        }
+    }
+
+    fn complete(
+        &self,
+        key: &str,
+        ours: &str,
+        state: &mut Option<MultipartProgress>,
+        persist: &mut dyn FnMut(&Option<MultipartProgress>),
+        cancel: &AtomicBool,
+    ) -> Result<Verdict, Stop> {
+        let Some(mp) = state.as_ref() else {
+            return Ok(transient_restart("the multipart upload was lost"));
+        };
+        let url = self
+            .bucket
+            .complete_multipart_upload(None, key, &mp.upload_id, std::iter::empty())
+            .sign(UNSIGNED);
+        let answer = self.request(
+            Req {
+                method: reqwest::Method::POST,
+                url,
+                headers: vec![
+                    ("content-type", "application/xml".into()),
+                    ("if-none-match", "*".into()),
+                ],
+                body: Body::Bytes(complete_body(&mp.parts).into_bytes()),
+            },
+            cancel,
+            &mut no_progress,
+        )?;
+        let ok = (200..300).contains(&answer.status) && !is_error_document(&answer.body);
+        if ok {
+            // Completed: the upload id is spent.
+            *state = None;
+            persist(state);
+            return Ok(Verdict::Shipped {
+                status: answer.status,
+            });
+        }
+        // A 200 whose body is an error: S3 reports it as its code says.
+        let status = if answer.status < 300 {
+            500
+        } else {
+            answer.status
+        };
+        let err = S3Error::parse(status, &answer.body);
+        match kind_of(&err) {
+            ErrorKind::Exists => {
+                self.forget(state, persist, cancel);
+                self.after_exists(key, ours, cancel)
+            }
+            ErrorKind::UploadGone | ErrorKind::PartsRejected => {
+                self.forget(state, persist, cancel);
+                Ok(transient_restart(&err.reason()))
+            }
+            _ => Ok(verdict_of(&err)),
+        }
+    }
+
+    /// Abort a multipart upload of ours (its parts stop costing storage).
+    pub fn abort(&self, mp: &MultipartProgress, cancel: &AtomicBool) -> Result<(), String> {
+        let url = self
+            .bucket
+            .abort_multipart_upload(None, &mp.key, &mp.upload_id)
+            .sign(UNSIGNED);
+        let answer = self
+            .request(
+                Req {
+                    method: reqwest::Method::DELETE,
+                    url,
+                    headers: Vec::new(),
+                    body: Body::None,
+                },
+                cancel,
+                &mut no_progress,
+            )
+            .map_err(|e| format!("cannot abort multipart upload {}: {e}", mp.upload_id))?;
+        match answer.status {
+            200..=299 => Ok(()),
+            // Gone already: nothing left to clean.
+            404 => Ok(()),
+            _ => Err(format!(
+                "cannot abort multipart upload {}: {}",
+                mp.upload_id,
+                S3Error::parse(answer.status, &answer.body).reason()
+            )),
+        }
+    }
+}
+
+/// A 2xx counts only if the store can have read the whole body.
+fn stored(status: u16, unsent: u64) -> Verdict {
+    if unsent > 0 {
+        Verdict::Transient {
+            status: Some(status),
+            reason: format!(
+                "answered HTTP {status} before the whole body was sent ({unsent} bytes unsent): \
+                 not counted as shipped"
+            ),
+            retry_after: None,
+        }
+    } else {
+        Verdict::Shipped { status }
+    }
+}
+
+fn transient_restart(why: &str) -> Verdict {
+    Verdict::Transient {
+        status: Some(400),
+        reason: format!("{why}; the next attempt starts a new multipart upload"),
+        retry_after: None,
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn open_archive(upload: &Upload<'_>) -> Result<std::fs::File, TransportError> {
+    crate::layout::open_nofollow(upload.archive).map_err(archive_error(upload))
+}
+
+fn archive_error(upload: &Upload<'_>) -> impl Fn(std::io::Error) -> TransportError {
+    let path = upload.archive.display().to_string();
+    move |e| TransportError::Archive(format!("{path}: {e}"))
+}
+
+/// SHA-256 of `len` bytes at `offset`.
+fn hash_range(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<[u8; 32]> {
+    let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    while done < len {
+        let want = buf.len().min((len - done) as usize);
+        let n = file.read_at(&mut buf[..want], offset + done)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "staged archive is shorter than expected",
+            ));
+        }
+        hash.update(&buf[..n]);
+        done += n as u64;
+    }
+    hash.finish()
+        .as_ref()
+        .try_into()
+        .map_err(|_| std::io::Error::other("SHA-256 digest is not 32 bytes"))
+}
+
+#[cfg(test)]
+mod tests;
