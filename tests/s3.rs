@@ -237,6 +237,7 @@ fn big_episode(site: &Site, id: &str, n: u64) -> PathBuf {
 /// Kill `ship-episode` with SIGKILL once the store has received `fraction`
 /// of `bytes` through the proxy.
 fn ship_and_kill_at(site: &Site, proxy: &CountingProxy, bytes: u64, fraction: f64) -> u64 {
+    proxy.reset();
     let mut child = Command::new(SHIP_EPISODE)
         .arg("--config")
         .arg(&site.config)

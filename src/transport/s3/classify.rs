@@ -221,3 +221,51 @@ pub fn existing_object(held: Option<&str>, ours_hex: &str, check: String) -> Ver
         },
     }
 }
+
+/// The upload id in a `CreateMultipartUpload` answer.
+pub fn parse_upload_id(body: &str) -> Result<String, String> {
+    match xml_field(body, "UploadId") {
+        Some(id) if !id.is_empty() => Ok(id),
+        _ => Err("CreateMultipartUpload: no UploadId in the answer".into()),
+    }
+}
+
+/// One page of a `ListParts` answer: the parts, and the marker to go on
+/// from when it is truncated. Read by element names only: stores differ in
+/// the root element's name (moto answers `ListPartsResponse`, AWS
+/// `ListPartsResult`).
+pub fn parse_list_parts(body: &str) -> Result<(Vec<super::plan::ListedPart>, Option<u32>), String> {
+    let mut parts = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("<Part>") {
+        let after = &rest[start + "<Part>".len()..];
+        let end = after
+            .find("</Part>")
+            .ok_or("ListParts: a <Part> is not closed")?;
+        let part = &after[..end];
+        let field = |name: &str| {
+            xml_field(part, name).ok_or_else(|| format!("ListParts: a part without {name}"))
+        };
+        parts.push(super::plan::ListedPart {
+            number: field("PartNumber")?
+                .parse()
+                .map_err(|_| "ListParts: a PartNumber is not a number")?,
+            etag: field("ETag")?,
+            size: field("Size")?
+                .parse()
+                .map_err(|_| "ListParts: a Size is not a number")?,
+        });
+        rest = &after[end..];
+    }
+    let truncated = xml_field(body, "IsTruncated").is_some_and(|t| t == "true");
+    let next = if truncated {
+        let marker = xml_field(body, "NextPartNumberMarker")
+            .and_then(|m| m.parse::<u32>().ok())
+            .filter(|m| *m > 0)
+            .ok_or("ListParts: truncated without a NextPartNumberMarker")?;
+        Some(marker)
+    } else {
+        None
+    };
+    Ok((parts, next))
+}

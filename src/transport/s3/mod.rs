@@ -531,13 +531,8 @@ impl S3Transport {
                 &answer.body,
             ))));
         }
-        rusty_s3::actions::CreateMultipartUpload::parse_response(&answer.body)
-            .map(|r| r.upload_id().to_string())
-            .map_err(|e| {
-                Stop::Transport(TransportError::Protocol(format!(
-                    "CreateMultipartUpload: unreadable answer: {e}"
-                )))
-            })
+        classify::parse_upload_id(&answer.body)
+            .map_err(|e| Stop::Transport(TransportError::Protocol(e)))
     }
 
     /// Every part the store has for the upload; `None`: it forgot it.
@@ -570,15 +565,10 @@ impl S3Transport {
                     _ => Err(Stop::Verdict(verdict_of(&err))),
                 };
             }
-            let page = rusty_s3::actions::ListParts::parse_response(&answer.body).map_err(|e| {
-                TransportError::Protocol(format!("ListParts: unreadable answer: {e}"))
-            })?;
-            listed.extend(page.parts.iter().map(|p| ListedPart {
-                number: u32::from(p.number),
-                etag: p.etag.clone(),
-                size: p.size,
-            }));
-            match page.next_part_number_marker {
+            let (page, next) = classify::parse_list_parts(&answer.body)
+                .map_err(|e| Stop::Transport(TransportError::Protocol(e)))?;
+            listed.extend(page);
+            match next.and_then(|m| u16::try_from(m).ok()) {
                 Some(m) => marker = Some(m),
                 None => return Ok(Some(listed)),
             }

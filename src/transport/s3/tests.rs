@@ -283,3 +283,48 @@ fn the_completion_body_lists_parts_in_order_with_checksums() {
         "{body}"
     );
 }
+
+#[test]
+fn list_parts_answers_are_read_whatever_their_root() {
+    let page = |root: &str, truncated: &str| {
+        format!(
+            "<?xml version=\"1.0\"?><{root} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Bucket>b</Bucket><UploadId>u</UploadId><IsTruncated>{truncated}</IsTruncated>\
+             <NextPartNumberMarker>2</NextPartNumberMarker>\
+             <Part><PartNumber>1</PartNumber><LastModified>x</LastModified>\
+             <ETag>&quot;e1&quot;</ETag><Size>10</Size></Part>\
+             <Part><PartNumber>2</PartNumber><ETag>\"e2\"</ETag><Size>5</Size></Part></{root}>"
+        )
+    };
+    for root in ["ListPartsResult", "ListPartsResponse"] {
+        let (parts, next) = parse_list_parts(&page(root, "false")).expect(root);
+        assert_eq!(
+            parts,
+            vec![
+                ListedPart {
+                    number: 1,
+                    etag: "\"e1\"".into(),
+                    size: 10
+                },
+                ListedPart {
+                    number: 2,
+                    etag: "\"e2\"".into(),
+                    size: 5
+                },
+            ]
+        );
+        assert_eq!(next, None);
+        assert_eq!(
+            parse_list_parts(&page(root, "true")).expect(root).1,
+            Some(2)
+        );
+    }
+    assert!(parse_list_parts("<Part><PartNumber>x</PartNumber></Part>").is_err());
+    assert_eq!(
+        parse_upload_id(
+            "<InitiateMultipartUploadResult><UploadId>abc</UploadId></InitiateMultipartUploadResult>"
+        ),
+        Ok("abc".to_string())
+    );
+    assert!(parse_upload_id("<Nope/>").is_err());
+}
