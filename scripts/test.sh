@@ -14,6 +14,9 @@ command -v nsenter >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 # tests/refusals.rs puts a stock nginx in front of the dev receiver.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
+# tests/s3.rs runs moto_server (PyPI), installed below into a venv.
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 if ((${#need_pkgs[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -21,6 +24,8 @@ if ((${#need_pkgs[@]})); then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
+source scripts/ensure-moto.sh
+ensure_moto
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 
