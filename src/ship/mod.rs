@@ -128,7 +128,7 @@ impl Shipper {
             report.host_error = Some(HostError {
                 status,
                 reason: pause.reason.clone(),
-                fix: crate::outcome::host_error_fix(status),
+                fix: report::refusal_fix(status, &pause.reason),
             });
         }
         report.paused = Some(pause);
