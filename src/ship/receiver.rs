@@ -12,7 +12,7 @@ use crate::transport::{SetupError, Transport, TransportError, Upload};
 use super::{Observer, Shipper};
 
 pub(super) enum Receiver {
-    Http(Transport),
+    Http(Box<Transport>),
     S3(Box<S3Transport>),
 }
 
@@ -24,7 +24,9 @@ impl Receiver {
             Some(s3) => Receiver::S3(Box::new(
                 S3Transport::new(&config.receiver, s3, stall)?.with_rate_limit(rate),
             )),
-            None => Receiver::Http(Transport::new(&config.receiver, stall)?.with_rate_limit(rate)),
+            None => Receiver::Http(Box::new(
+                Transport::new(&config.receiver, stall)?.with_rate_limit(rate),
+            )),
         })
     }
 

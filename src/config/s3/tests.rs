@@ -100,8 +100,8 @@ fn missing_or_bad_secret_and_keys_are_errors() {
     .expect_err("empty file");
     assert!(err.contains("is empty"), "{err}");
 
-    let no_key = format!("url = \"s3://lab-episodes\"\nendpoint = \"https://rgw\"\n");
-    let err = parse_in(d.path(), &no_key, None).expect_err("no key id");
+    let no_key = "url = \"s3://lab-episodes\"\nendpoint = \"https://rgw\"\n";
+    let err = parse_in(d.path(), no_key, None).expect_err("no key id");
     assert!(err.contains("receiver.access_key_id"), "{err}");
 
     let typo = format!("{}regoin = \"eu-west-1\"\n", with_secret(d.path()));

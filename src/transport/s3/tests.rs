@@ -154,7 +154,7 @@ fn keys_and_parts() {
     // 10,000 parts at most: the size grows to whole MiB.
     let huge = 1_000_000 * mib;
     let size = effective_part_size(huge, 64 * mib);
-    assert!(size > 64 * mib && size % mib == 0);
+    assert!(size > 64 * mib && size.is_multiple_of(mib));
     assert!(part_ranges(huge, size).len() as u64 <= MAX_PARTS);
     assert_eq!(effective_part_size(300 * mib, 64 * mib), 64 * mib);
 }
