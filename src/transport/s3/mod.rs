@@ -520,7 +520,8 @@ impl S3Transport {
                     ("x-amz-checksum-algorithm", "SHA256".into()),
                     ("x-amz-meta-sha256", ours.to_string()),
                 ],
-                body: Body::None,
+                // An empty body, so that a Content-Length: 0 goes with it.
+                body: Body::Bytes(Vec::new()),
             },
             cancel,
             &mut no_progress,
