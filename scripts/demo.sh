@@ -4,6 +4,8 @@
 # and why. Leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# `--s3`: the same into an S3-compatible object store (scripts/demo-s3.sh).
+[ "${1:-}" = "--s3" ] && exec scripts/demo-s3.sh
 
 echo "== building (release)"
 # The lab-host binaries and the dev receiver (a package of its own).

@@ -93,7 +93,7 @@ install -m 0644 "$here/docs/install.md" "$DESTDIR$DOCDIR/install.md"
 # file is missing, on systemd 252 with no optional form, so the drop-in
 # names only the secrets that exist now. Re-run after adding or removing one.
 creds=()
-for c in bearer-token client-key; do
+for c in bearer-token client-key s3-secret-access-key; do
     [ -f "$DESTDIR$CREDDIR/$c" ] && creds+=("$c")
 done
 for s in "${NET_SERVICES[@]}"; do

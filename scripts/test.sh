@@ -24,6 +24,9 @@ command -v fish >/dev/null 2>&1 || need_pkgs+=(fish)
 # (Debian's prometheus package); the e2e serves the file with node_exporter.
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 [ -x /usr/bin/prometheus-node-exporter ] || need_pkgs+=(prometheus-node-exporter)
+# tests/s3.rs runs moto_server (PyPI), installed below into a venv.
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 if ((${#need_pkgs[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -31,6 +34,8 @@ if ((${#need_pkgs[@]})); then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
+source scripts/ensure-moto.sh
+ensure_moto
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 # scripts/package.sh (and the e2e's package steps) build the .deb with it.

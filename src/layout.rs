@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 mod listing;
 mod state_files;
 pub use listing::{EntryType, ListedEntry, read_state_dir};
-pub use state_files::{DirIdentity, RetryState, Sidecar};
+pub use state_files::{DirIdentity, MultipartProgress, RetryState, Sidecar, UploadedPart};
 pub(crate) use state_files::{read_json, write_json};
 
 pub const DONE_MARKER: &str = "done.marker";

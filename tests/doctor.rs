@@ -336,6 +336,7 @@ fn client_cert_facts(dir: &Path, cert_pem: &str, key_pem: &str) -> doctor::Clien
         bearer_token: None,
         bearer_token_source: None,
         verify_tls: true,
+        s3: None,
     };
     doctor::read_client_cert(&receiver).expect("mutual TLS is configured")
 }
@@ -431,6 +432,7 @@ fn client_certificate_rows() {
         bearer_token: None,
         bearer_token_source: None,
         verify_tls: true,
+        s3: None,
     };
     f.client_cert = doctor::read_client_cert(&receiver);
     let red = row(&doctor::assess(&f), "client_cert").clone();

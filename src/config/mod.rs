@@ -15,6 +15,8 @@ use toml::{Table, Value};
 pub mod check;
 mod metrics;
 pub use metrics::{DEFAULT_TEXTFILE, MetricsSettings};
+pub mod s3;
+pub use s3::{S3_SECRET_CREDENTIAL, S3Receiver};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cis490/lab-host.toml";
 /// Environment variable that overrides the default config path.
@@ -78,6 +80,8 @@ pub struct ReceiverConfig {
     pub bearer_token: Option<Secret>,
     pub bearer_token_source: Option<TokenSource>,
     pub verify_tls: bool,
+    /// Set for an `s3://` url: the object store to ship into.
+    pub s3: Option<Box<S3Receiver>>,
 }
 
 #[derive(Debug, Clone)]
@@ -449,6 +453,9 @@ impl Parser<'_> {
         let mut rcv = self.section(root, "receiver")?;
         let url = self.required_str(&mut rcv, "url")?;
         let url = url.trim_end_matches('/').to_string();
+        if url.starts_with("s3://") {
+            return self.s3_receiver(rcv, url, credentials_dir);
+        }
         // A URL gets printed (errors, doctor, the journal): no secret in it.
         let shown = redact_userinfo(&url);
         match reqwest::Url::parse(&url) {
@@ -544,6 +551,7 @@ impl Parser<'_> {
             bearer_token,
             bearer_token_source,
             verify_tls,
+            s3: None,
         })
     }
 }

@@ -41,6 +41,35 @@ pub struct RetryState {
     /// archive needs (doctor names the episode and the space).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage_needs_bytes: Option<u64>,
+    /// The multipart upload in progress (S3 receiver), written after each
+    /// part, so that a retry after a drop or a `kill -9` sends only the
+    /// missing parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<MultipartProgress>,
+}
+
+/// A multipart upload of the staged archive to the object store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipartProgress {
+    /// The object key it completes into.
+    pub key: String,
+    pub upload_id: String,
+    pub part_size: u64,
+    /// SHA-256 (hex) of the archive being uploaded: parts of another
+    /// archive (rebuilt meanwhile) are never completed into this one.
+    pub archive_sha256: String,
+    /// Parts the store acknowledged, in the order they were sent.
+    pub parts: Vec<UploadedPart>,
+}
+
+/// One part the store acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedPart {
+    pub number: u32,
+    pub etag: String,
+    /// The part's SHA-256, base64, as sent in `x-amz-checksum-sha256`.
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// A directory's device and inode: what survives its renames.

@@ -14,6 +14,7 @@
 mod apply;
 mod claim;
 mod pause;
+mod receiver;
 mod report;
 mod stage;
 
@@ -33,10 +34,11 @@ use crate::layout::{
 use crate::lock::{EpisodeLock, LockError};
 use crate::machine::host::{HostSignal, PauseChange};
 use crate::machine::{self, Attempt, Start};
-use crate::outcome::{OutcomeKind, Verdict, classify, needs_confirmation, random_unit};
-use crate::transport::{SetupError, Transport, TransportError, Upload};
+use crate::outcome::{OutcomeKind, Verdict, random_unit};
+use crate::transport::{SetupError, Upload};
 
 use apply::Attempted;
+use receiver::Receiver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
@@ -63,7 +65,7 @@ impl ShipError {
 pub struct Shipper {
     host_id: String,
     layout: Layout,
-    transport: Transport,
+    receiver: Receiver,
     gzip_level: u32,
     compress_threads: usize,
     disk_reserve_percent: f64,
@@ -72,14 +74,13 @@ pub struct Shipper {
 
 impl Shipper {
     pub fn new(config: &Config) -> Result<Shipper, ShipError> {
-        let transport = Transport::new(&config.receiver, config.shipper.request_timeout)?
-            .with_rate_limit(config.shipper.upload_rate_limit.clone());
+        let receiver = Receiver::new(config)?;
         let layout = Layout::new(&config.data_root);
         layout.ensure_dirs()?;
         Ok(Shipper {
             host_id: config.host_id.clone(),
             layout,
-            transport,
+            receiver,
             gzip_level: config.shipper.gzip_level,
             compress_threads: config.shipper.compress_threads,
             disk_reserve_percent: config.shipper.disk_reserve_percent,
@@ -93,7 +94,7 @@ impl Shipper {
 
     /// The client certificate still valid at `now` (dates read at setup).
     pub fn check_client_cert(&self, now: u64) -> Result<(), ShipError> {
-        Ok(self.transport.check_client_cert(now)?)
+        Ok(self.receiver.check_client_cert(now)?)
     }
 
     /// Set this to abort an upload in flight (the episode stays in the outbox).
@@ -127,7 +128,7 @@ impl Shipper {
             report.host_error = Some(HostError {
                 status,
                 reason: pause.reason.clone(),
-                fix: crate::outcome::host_error_fix(status),
+                fix: report::refusal_fix(status, &pause.reason),
             });
         }
         report.paused = Some(pause);
@@ -281,38 +282,11 @@ impl Shipper {
             sha256,
         };
         let put_started = Instant::now();
-        let result = self
-            .transport
-            .put(&upload, &self.cancel, &mut |p| observer.uploading(id, p));
+        let (verdict, local) = self.upload(&upload, &mut retry, observer);
         attempted.upload_time = Some(put_started.elapsed());
-        // A refusal counts only when the receiver made it: ask again
-        // without a body before deciding (see `outcome::confirmed`).
-        let check = needs_confirmation(&result)
-            .then(|| self.transport.confirm(&self.host_id, id, &self.cancel));
-        if let (Ok(put), Some(check)) = (&result, &check) {
-            let answer = match &check.result {
-                Ok(head) => format!("answered {}", head.status),
-                Err(e) => format!("got no answer: {e}"),
-            };
-            tracing::info!(
-                EPISODE_ID = %id,
-                "HTTP {} to the upload; confirming: {} {answer}",
-                put.status,
-                check.request
-            );
-        }
-        let verdict = classify(&result, &sha256, check.as_ref());
         if matches!(verdict, Verdict::Shipped { .. }) {
             crate::failpoint!(crate::failpoint::UPLOAD_AFTER_SUCCESS);
         }
-        // Our own failures (cancelled, the staged archive unreadable) say
-        // nothing about the receiver.
-        let local = matches!(
-            result,
-            Err(TransportError::Cancelled | TransportError::Archive(_))
-        ) || check
-            .as_ref()
-            .is_some_and(|c| matches!(c.result, Err(TransportError::Cancelled)));
         let host = HostSignal::of(&verdict, local);
         let t = machine::decide(
             Attempt::Answered(verdict),

@@ -49,6 +49,13 @@ pub struct HostError {
     pub fix: &'static str,
 }
 
+/// The fix for a refusal of this host: an object store's reason
+/// (`S3 403 Code: ...`) names its own, else the HTTP status says.
+pub fn refusal_fix(status: u16, reason: &str) -> &'static str {
+    crate::transport::s3::classify::fix_in_reason(reason)
+        .unwrap_or_else(|| crate::outcome::host_error_fix(status))
+}
+
 #[derive(Debug, Default)]
 pub struct RunReport {
     pub episodes: Vec<EpisodeReport>,
@@ -69,7 +76,7 @@ impl RunReport {
             self.host_error = Some(HostError {
                 status,
                 reason: r.detail.clone(),
-                fix: crate::outcome::host_error_fix(status),
+                fix: refusal_fix(status, &r.detail),
             });
         }
         self.episodes.push(r);

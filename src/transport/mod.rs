@@ -12,6 +12,7 @@
 
 mod body;
 mod headers;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -108,6 +109,12 @@ pub struct Progress {
     pub total: u64,
     /// True when bytes moved since the previous report.
     pub moved: bool,
+}
+
+/// A request body read from a file, from its current position.
+pub(crate) struct StreamedBody {
+    pub file: std::fs::File,
+    pub bytes: u64,
 }
 
 /// An archive ready to go: path, size and digest.
@@ -249,14 +256,9 @@ impl Transport {
     }
 
     /// PUT the archive. Blocks until the receiver answers, the upload stalls
-    /// for the stall timeout, or `cancel` is set.
-    ///
-    /// The body goes through a channel of one chunk, filled by this task
-    /// and emptied by the connection's: when the answer's head arrives, the
-    /// connection can have taken at most that one chunk more, so
-    /// [`Reply::unsent`] says how much of the body it had not taken then.
-    /// (Reading the file inside the connection's task would let it go on
-    /// sending many MiB before this task sees the answer.)
+    /// for the stall timeout, or `cancel` is set ([`Transport::send`]);
+    /// [`Reply::unsent`] says how much of the body the connection had not
+    /// taken when the answer arrived.
     pub fn put(
         &self,
         upload: &Upload<'_>,
@@ -268,21 +270,57 @@ impl Transport {
             .map_err(|e| TransportError::Protocol(e.to_string()))?;
         let file = crate::layout::open_nofollow(upload.archive)
             .map_err(|e| TransportError::Archive(format!("{}: {e}", upload.archive.display())))?;
-        let taken = Arc::new(AtomicU64::new(0));
-        let (chunks, pending) = tokio::sync::mpsc::channel(1);
-        let body = reqwest::Body::wrap_stream(body_stream(pending, taken.clone()));
         let digest = base64::engine::general_purpose::STANDARD.encode(upload.sha256);
         let mut request = self
             .client
             .put(url)
-            .header(reqwest::header::CONTENT_LENGTH, upload.bytes)
             .header(reqwest::header::CONTENT_TYPE, "application/gzip")
-            .header("Content-Digest", format!("sha-256=:{digest}:"))
-            .body(body);
+            .header("Content-Digest", format!("sha-256=:{digest}:"));
         if let Some(token) = &self.bearer {
             request = request.bearer_auth(token);
         }
-        let total = upload.bytes;
+        let body = StreamedBody {
+            file,
+            bytes: upload.bytes,
+        };
+        self.send(request, Some(body), cancel, on_progress, read_reply)
+    }
+
+    /// Send one request, its body (if any) streamed from a file, and read
+    /// the answer with `read` (given the bytes of the body the connection
+    /// had not taken when the answer arrived). Blocks until the answer is
+    /// read, nothing moves for the stall timeout, or `cancel` is set.
+    ///
+    /// The body goes through a channel of one chunk, filled by this task
+    /// and emptied by the connection's: when the answer's head arrives, the
+    /// connection can have taken at most that one chunk more, so the unsent
+    /// count is right. (Reading the file inside the connection's task would
+    /// let it go on sending many MiB before this task sees the answer.)
+    pub(crate) fn send<T, F, Fut>(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: Option<StreamedBody>,
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(Progress),
+        read: F,
+    ) -> Result<T, TransportError>
+    where
+        F: FnOnce(reqwest::Response, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TransportError>>,
+    {
+        let taken = Arc::new(AtomicU64::new(0));
+        let total = body.as_ref().map_or(0, |b| b.bytes);
+        let (request, source) = match body {
+            Some(StreamedBody { file, bytes }) => {
+                let (chunks, pending) = tokio::sync::mpsc::channel(1);
+                let stream = reqwest::Body::wrap_stream(body_stream(pending, taken.clone()));
+                let request = request
+                    .header(reqwest::header::CONTENT_LENGTH, bytes)
+                    .body(stream);
+                (request, Some((file, chunks)))
+            }
+            None => (request, None),
+        };
         let stall = self.stall_timeout;
         // Taken for this upload and put back after it: the bucket's state
         // carries over to the next upload.
@@ -294,11 +332,16 @@ impl Transport {
                 // Read in the same poll that saw the answer's head, before
                 // this task feeds the connection another chunk.
                 let unsent = total.saturating_sub(taken.load(Ordering::Relaxed));
-                read_reply(response, unsent).await
+                read(response, unsent).await
             };
-            let feed = feed_body(file, total, chunks, throttle.as_mut());
+            let has_body = source.is_some();
+            let feed = async {
+                if let Some((file, chunks)) = source {
+                    feed_body(file, total, chunks, throttle.as_mut()).await;
+                }
+            };
             tokio::pin!(exchange, feed);
-            let mut fed = false;
+            let mut fed = !has_body;
             let mut ticker = tokio::time::interval(TICK);
             let mut last_sent = 0u64;
             let mut last_move = Instant::now();

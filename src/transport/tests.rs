@@ -56,6 +56,7 @@ fn url_segments_are_encoded() {
         bearer_token: None,
         bearer_token_source: None,
         verify_tls: true,
+        s3: None,
     };
     let t = Transport::new(&rcv, Duration::from_secs(5)).expect("transport");
     let id = EpisodeId::parse("run 1?#%").expect("id");

@@ -9,6 +9,7 @@ mod nginx;
 mod pki;
 mod process;
 mod receiver;
+mod s3;
 mod smallfs;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ pub use nginx::{Logged, Nginx};
 pub use pki::Pki;
 pub use process::{NotifySocket, Proc, spawn, wait_exit, wait_until, wait_with_limit};
 pub use receiver::{Receiver, Request};
+pub use s3::{BUCKET, CountingProxy, Moto};
 pub use smallfs::{SmallFs, record, site_on};
 
 pub const SHIP_EPISODE: &str = env!("CARGO_BIN_EXE_ship-episode");

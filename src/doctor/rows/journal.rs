@@ -96,13 +96,19 @@ pub(super) fn journal_rows(f: &Facts, a: &Activity, window: &str, rows: &mut Vec
         );
     }
     for (status, eps) in &a.host_errors {
-        let what = match status {
-            401 => "the bearer token",
-            403 => "this host's certificate or enrolment",
-            404 | 405 => "the receiver URL",
+        // An object store's refusal names its own fix (`S3 403 Code: ...`).
+        let s3_fix = a
+            .host_reasons
+            .get(status)
+            .and_then(|r| crate::transport::s3::classify::fix_in_reason(r));
+        let what = match (s3_fix, status) {
+            (Some(_), _) => "the object store settings",
+            (None, 401) => "the bearer token",
+            (None, 403) => "this host's certificate or enrolment",
+            (None, 404 | 405) => "the receiver URL",
             _ => "the receiver settings",
         };
-        let fix = crate::outcome::host_error_fix(*status);
+        let fix = s3_fix.unwrap_or_else(|| crate::outcome::host_error_fix(*status));
         let config_hint = match &f.config {
             ConfigFacts::Loaded { path, .. } => format!(" (in {})", path.display()),
             ConfigFacts::Invalid { .. } => String::new(),
