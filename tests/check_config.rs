@@ -254,3 +254,80 @@ fn a_missing_config_file_is_one_line_and_78() {
         );
     }
 }
+
+/// An `s3://` receiver: its secret key file is checked like the token, and
+/// the HTTP receiver's credentials are refused with it.
+#[test]
+fn an_s3_receiver_checks_its_secret_file() {
+    let c = Case::new();
+    let secret = c.dir.path().join("s3-secret");
+    fs::write(&secret, "wJalrXUtnFEMI/K7MDENG\n").expect("secret");
+    let empty = c.dir.path().join("s3-empty");
+    fs::write(&empty, "\n").expect("empty");
+    let s3 = |extra: &str| {
+        let path = c.dir.path().join("s3.toml");
+        fs::write(
+            &path,
+            format!(
+                "host_id = \"lab-test\"\n[paths]\ndata_root = {}\n[receiver]\n\
+                 url = \"s3://lab-episodes/raw\"\nendpoint = \"https://127.0.0.1:9\"\n\
+                 region = \"us-east-1\"\naccess_key_id = \"AKIDEXAMPLE\"\n{extra}\n",
+                quoted(&c.data_root())
+            ),
+        )
+        .expect("config");
+        path
+    };
+    let good = s3(&format!("secret_access_key_file = {}", quoted(&secret)));
+    for bin in BINARIES {
+        let out = check(bin, &good);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "OK\n",
+            "{}: {out:?}",
+            name(bin)
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", name(bin));
+    }
+    let missing = c.dir.path().join("no-such-secret");
+    let cases = [
+        (
+            format!("secret_access_key_file = {}", quoted(&missing)),
+            format!(
+                "receiver.secret_access_key_file: cannot read the secret key file {}",
+                missing.display()
+            ),
+        ),
+        (
+            format!("secret_access_key_file = {}", quoted(&empty)),
+            format!("the secret key file {} is empty", empty.display()),
+        ),
+        (
+            format!(
+                "secret_access_key_file = {}\nbearer_token_file = {}",
+                quoted(&secret),
+                quoted(&c.dir.path().join("token"))
+            ),
+            "receiver.bearer_token_file: ".to_string(),
+        ),
+    ];
+    for (extra, expected) in cases {
+        let cfg = s3(&extra);
+        for bin in BINARIES {
+            let out = check(bin, &cfg);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                out.status.code(),
+                Some(78),
+                "{extra}, {}: {stdout}",
+                name(bin)
+            );
+            assert_eq!(stdout.lines().count(), 1, "{extra}: {stdout}");
+            assert!(stdout.contains(&expected), "{expected:?} not in {stdout}");
+            assert!(
+                !stdout.contains("wJalrXUtnFEMI"),
+                "the secret leaked: {stdout}"
+            );
+        }
+    }
+}
