@@ -46,6 +46,8 @@ pub(super) enum Kind {
 
 struct Job {
     seq: u64,
+    /// Where the encoded block goes (an empty, reused buffer).
+    out: Vec<u8>,
     dictionary: Vec<u8>,
     data: Vec<u8>,
     /// Where each kind of bytes starts in `data`, in order.
@@ -54,7 +56,9 @@ struct Job {
 
 struct Done {
     seq: u64,
-    output: io::Result<(Vec<u8>, Crc)>,
+    /// The CRC of the block's input.
+    output: io::Result<Crc>,
+    out: Vec<u8>,
     /// The input buffer, returned for reuse.
     data: Vec<u8>,
 }
@@ -79,7 +83,9 @@ pub(super) struct GzWriter<W: Write> {
     max_in_flight: usize,
     /// Encoded blocks waiting for the ones before them, with their CRCs.
     finished: BTreeMap<u64, (Vec<u8>, Crc)>,
+    /// Input and output buffers, reused: memory stays flat.
     spare: Vec<Vec<u8>>,
+    spare_out: Vec<Vec<u8>>,
 }
 
 impl<W: Write> GzWriter<W> {
@@ -123,6 +129,7 @@ impl<W: Write> GzWriter<W> {
             max_in_flight: threads + 1,
             finished: BTreeMap::new(),
             spare: Vec::new(),
+            spare_out: Vec::new(),
         })
     }
 
@@ -205,8 +212,11 @@ impl<W: Write> GzWriter<W> {
             self.window.drain(..self.window.len() - keep);
             self.window.extend_from_slice(&data);
         }
+        let mut out = self.spare_out.pop().unwrap_or_default();
+        out.clear();
         let job = Job {
             seq: self.next_seq,
+            out,
             dictionary,
             data,
             cuts: std::mem::take(&mut self.cuts),
@@ -229,7 +239,8 @@ impl<W: Write> GzWriter<W> {
         self.spare.push(done.data);
         // Blocks arrive in any order; they are written (and their CRCs
         // combined) in order.
-        self.finished.insert(done.seq, done.output?);
+        let crc = done.output?;
+        self.finished.insert(done.seq, (done.out, crc));
         self.write_ready()
     }
 
@@ -238,6 +249,7 @@ impl<W: Write> GzWriter<W> {
         while let Some((out, crc)) = self.finished.remove(&self.next_to_write) {
             self.crc.combine(&crc);
             self.out()?.write_all(&out)?;
+            self.spare_out.push(out);
             self.next_to_write += 1;
         }
         Ok(())
@@ -295,12 +307,14 @@ fn worker_loop(
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
-        let output = encoder.encode(&job);
+        let Ok(mut job) = job else { return };
+        let mut out = std::mem::take(&mut job.out);
+        let output = encoder.encode(&job, &mut out);
         if done
             .send(Done {
                 seq: job.seq,
                 output,
+                out,
                 data: job.data,
             })
             .is_err()
@@ -311,41 +325,50 @@ fn worker_loop(
 }
 
 impl Encoder {
-    fn encode(&mut self, job: &Job) -> io::Result<(Vec<u8>, Crc)> {
+    /// Encode the job's block into `out`; the CRC of its input.
+    fn encode(&mut self, job: &Job, out: &mut Vec<u8>) -> io::Result<Crc> {
         let zeros = job.data.len() == BLOCK
             && job.dictionary.len() == WINDOW
             && all_zero(&job.data)
             && all_zero(&job.dictionary);
-        if zeros && let Some((out, crc)) = &self.zero_block {
+        if zeros && let Some((encoded, crc)) = &self.zero_block {
+            out.extend_from_slice(encoded);
             let mut copy = Crc::new();
             copy.combine(crc);
-            return Ok((out.clone(), copy));
+            return Ok(copy);
         }
         let mut crc = Crc::new();
         crc.update(&job.data);
         let runs = plan_runs(&job.data, &job.cuts);
-        let out = self.encode_runs(&job.dictionary, &job.data, &runs)?;
+        self.encode_runs(&job.dictionary, &job.data, &runs, out)?;
         if zeros {
             let mut copy = Crc::new();
             copy.combine(&crc);
             self.zero_block = Some((out.clone(), copy));
         }
-        Ok((out, crc))
+        Ok(crc)
     }
 
     /// Encode `data` run by run. The compressor's history must always end
     /// with exactly the bytes before the run it compresses: primed from the
     /// block's dictionary on the first deflate run, then fed the stored
     /// bytes in between (deflate only looks 32 KiB back).
-    fn encode_runs(&mut self, dictionary: &[u8], data: &[u8], runs: &[Run]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+    fn encode_runs(
+        &mut self,
+        dictionary: &[u8],
+        data: &[u8],
+        runs: &[Run],
+        out: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        // Room for the block stored whole, so the buffer is never regrown.
+        out.reserve(data.len() + data.len() / 16 + 1024);
         // How far into `data` the compressor's history reaches; None until
         // this block's first deflate run.
         let mut history_end: Option<usize> = None;
         for run in runs {
             let bytes = &data[run.start..run.end];
             if run.store {
-                write_stored(&mut out, bytes);
+                write_stored(out, bytes);
                 continue;
             }
             let gap_from = match history_end {
@@ -364,10 +387,10 @@ impl Encoder {
                 Some(end) => end.max(run.start.saturating_sub(WINDOW)),
             };
             self.set_dictionary(&data[gap_from..run.start])?;
-            self.deflate_sync(bytes, &mut out)?;
+            self.deflate_sync(bytes, out)?;
             history_end = Some(run.end);
         }
-        Ok(out)
+        Ok(())
     }
 
     fn set_dictionary(&mut self, bytes: &[u8]) -> io::Result<()> {

@@ -79,9 +79,16 @@ pub struct BuildOptions {
     pub keep_free: u64,
 }
 
-/// The compressor setting for `[shipper] gzip_level`.
+/// The compressor setting for `[shipper] gzip_level`. zlib-rs's level 6
+/// is a faster, coarser strategy than gzip's (zlib-ng's "medium"): 5%
+/// larger than `gzip -6` on sensor CSV. Its level 7 is gzip's own lazy
+/// matching and lands at 0.955x `gzip -6` for about pigz's CPU, so the
+/// default 6 means what it means to gzip: at least gzip -6's ratio.
 fn deflate_level(gzip_level: u32) -> Compression {
-    Compression::new(gzip_level.min(9))
+    match gzip_level {
+        6 => Compression::new(7),
+        n => Compression::new(n.min(9)),
+    }
 }
 
 /// Build `final_path` from `episode_dir`, staging at `partial_path`.

@@ -10,7 +10,7 @@
 //! stored as symlinks and never followed; FIFOs, sockets and devices are
 //! skipped (reported in [`Walked::skipped`]) and never opened.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, OsStr};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
@@ -105,20 +105,30 @@ impl<W: Write> Walk<'_, W> {
             .map_err(|e| self.write_err(e))?;
         self.entries += 1;
 
-        let mut children = Vec::new();
+        // The names, packed (NUL-terminated, one buffer): a directory of
+        // 100,000 camera frames costs ~3 MB here, not twice that.
+        let mut names: Vec<u8> = Vec::new();
+        let mut children: Vec<(u32, u32, FileType)> = Vec::new();
         let mut listing = Dir::read_from(&fd).map_err(|e| unreadable(e.into()))?;
         while let Some(entry) = listing.read() {
             let entry = entry.map_err(|e| unreadable(e.into()))?;
-            let child = entry.file_name();
-            if child != c"." && child != c".." {
-                children.push((child.to_owned(), entry.file_type()));
+            let child = entry.file_name().to_bytes_with_nul();
+            if child != b".\0" && child != b"..\0" {
+                let too_big = || unreadable(io::Error::other("directory listing over 4 GiB"));
+                let start = u32::try_from(names.len()).map_err(|_| too_big())?;
+                names.extend_from_slice(child);
+                let end = u32::try_from(names.len() - 1).map_err(|_| too_big())?;
+                children.push((start, end, entry.file_type()));
             }
         }
         drop(listing);
+        let name_of = |start: u32, end: u32| &names[start as usize..end as usize];
         // Byte order, not locale order: deterministic everywhere.
-        children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        for (child, listed_type) in children {
-            let child_os = OsStr::from_bytes(child.as_bytes());
+        children.sort_unstable_by(|a, b| name_of(a.0, a.1).cmp(name_of(b.0, b.1)));
+        for (start, end, listed_type) in children {
+            let child = CStr::from_bytes_with_nul(&names[start as usize..=end as usize])
+                .map_err(|e| unreadable(io::Error::other(e)))?;
+            let child_os = OsStr::from_bytes(child.to_bytes());
             let path = dir.join(child_os);
             let inner = name.join(child_os);
             let unreadable_child = |source: io::Error| ArchiveError::Unreadable {
@@ -128,7 +138,7 @@ impl<W: Write> Walk<'_, W> {
             // Most filesystems name the type in the listing; where they
             // do not, look (without following).
             let file_type = if listed_type == FileType::Unknown {
-                let st = rustix::fs::statat(&fd, &child, AtFlags::SYMLINK_NOFOLLOW)
+                let st = rustix::fs::statat(&fd, child, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| unreadable_child(e.into()))?;
                 FileType::from_raw_mode(st.st_mode)
             } else {
@@ -138,15 +148,15 @@ impl<W: Write> Walk<'_, W> {
                 FileType::Directory => {
                     let sub = rustix::fs::openat(
                         &fd,
-                        &child,
+                        child,
                         open_flags() | OFlags::DIRECTORY,
                         Mode::empty(),
                     )
                     .map_err(|e| unreadable_child(e.into()))?;
                     self.directory(sub, &path, &inner)?;
                 }
-                FileType::RegularFile => self.file(&fd, &child, &path, &inner)?,
-                FileType::Symlink => self.symlink(&fd, &child, &path, &inner)?,
+                FileType::RegularFile => self.file(&fd, child, &path, &inner)?,
+                FileType::Symlink => self.symlink(&fd, child, &path, &inner)?,
                 other => {
                     let kind = match other {
                         FileType::Fifo => "fifo",
@@ -195,7 +205,7 @@ impl<W: Write> Walk<'_, W> {
     fn file(
         &mut self,
         dir: &OwnedFd,
-        child: &CString,
+        child: &CStr,
         path: &Path,
         name: &Path,
     ) -> Result<(), ArchiveError> {
