@@ -28,7 +28,9 @@ use flate2::{Compress, Compression, Crc, FlushCompress};
 use super::entropy::{Run, plan_runs};
 
 /// Input per block (one job for a worker). Small enough to keep memory flat
-/// (a few blocks in flight), large enough that per-block costs vanish.
+/// (about ten block-sized buffers are live), large enough that per-block
+/// costs (priming with 32 KiB, a fresh compressor) stay a few percent.
+/// 256 KiB measured no lower peak RSS and twice the CPU on a sparse file.
 pub(super) const BLOCK: usize = 512 * 1024;
 /// Deflate's window: how much earlier input primes a deflate run.
 const WINDOW: usize = 32 * 1024;

@@ -107,8 +107,15 @@ impl<W: Write> Walk<'_, W> {
 
         // The names, packed (NUL-terminated, one buffer): a directory of
         // 100,000 camera frames costs ~3 MB here, not twice that.
-        let mut names: Vec<u8> = Vec::new();
-        let mut children: Vec<(u32, u32, FileType)> = Vec::new();
+        // Sized once from the directory's own size (on most filesystems
+        // about 20-40 bytes per entry): growing by copies would leave the
+        // old copies behind in the allocator, and pages reserved but never
+        // written cost nothing.
+        let hint = usize::try_from(stat.st_size.max(0))
+            .unwrap_or(0)
+            .min(64 << 20);
+        let mut names: Vec<u8> = Vec::with_capacity(hint);
+        let mut children: Vec<(u32, u32, FileType)> = Vec::with_capacity(hint / 16);
         let mut listing = Dir::read_from(&fd).map_err(|e| unreadable(e.into()))?;
         while let Some(entry) = listing.read() {
             let entry = entry.map_err(|e| unreadable(e.into()))?;
