@@ -1,116 +1,79 @@
-//! Stored or deflated, chunk by chunk: the reader measures each chunk's
-//! byte entropy as it reads it, and the gzip writer stores the chunks that
-//! deflate cannot shrink (video, already-compressed files).
+//! Stored or deflated: how a block of the tar stream is cut into runs.
+//!
+//! Tar headers and padding are always deflated (they are mostly zeros and
+//! repeat from file to file). File content is looked at in pieces of up to
+//! [`PIECE`] bytes: a piece whose byte entropy is as high as random data's
+//! (video, JPEG frames, already-compressed files) is stored, since deflate
+//! cannot shrink it measurably; anything else is deflated. Adjacent pieces
+//! with the same decision form one run.
 
-use std::cell::Cell;
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::rc::Rc;
+use super::gzip::Kind;
 
-use super::CHUNK;
-use super::gzip::GzWriter;
+/// Content is judged in pieces of this size.
+const PIECE: usize = 64 * 1024;
+/// Content shorter than this is always deflated: too few bytes to judge,
+/// and too few to matter.
+const MIN_STORE: usize = 1024;
+/// A piece is stored when its entropy estimate (bits per byte, max 8) is
+/// within this much of what uniformly random bytes of its size give.
+const STORE_MARGIN_BITS: f64 = 0.05;
 
-/// Chunks above this byte entropy (bits per byte, max 8) are stored as is:
-/// deflate cannot win anything measurable on them.
-const STORE_ENTROPY_BITS: f64 = 7.95;
-
-pub(super) enum ReadFailure {
-    Io(io::Error),
-    Shrunk,
+/// A range of a block and how it is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Run {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) store: bool,
 }
 
-/// Reads exactly `remaining` bytes of a file in large chunks, and for each
-/// chunk tells the gzip writer (through `store_hint`) whether it is worth
-/// compressing. Errors are kept aside so the caller can report them with
-/// their real cause.
-pub(super) struct ChunkReader<'a> {
-    file: File,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    remaining: u64,
-    store_hint: &'a Cell<bool>,
-    error: Option<ReadFailure>,
-    /// Content bytes of earlier files, for progress reports.
-    progress_base: u64,
-    on_progress: &'a mut dyn FnMut(u64),
-}
-
-impl<'a> ChunkReader<'a> {
-    /// A reader of the `size` bytes of `file`; `progress_base` is what
-    /// earlier files contributed to the progress count.
-    pub(super) fn new(
-        file: File,
-        size: u64,
-        store_hint: &'a Cell<bool>,
-        progress_base: u64,
-        on_progress: &'a mut dyn FnMut(u64),
-    ) -> Self {
-        ChunkReader {
-            file,
-            buf: vec![0u8; CHUNK.min(size as usize + 1).max(1)],
-            start: 0,
-            end: 0,
-            remaining: size,
-            store_hint,
-            error: None,
-            progress_base,
-            on_progress,
+/// The runs of `data`, given where each kind of bytes starts (`cuts`, in
+/// order; bytes before the first cut count as [`Kind::Meta`]).
+pub(super) fn plan_runs(data: &[u8], cuts: &[(usize, Kind)]) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    let mut push = |start: usize, end: usize, store: bool| {
+        if start == end {
+            return;
         }
-    }
-
-    /// Why reading failed, if it did.
-    pub(super) fn take_error(&mut self) -> Option<ReadFailure> {
-        self.error.take()
-    }
-}
-
-impl Read for ChunkReader<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.start == self.end {
-            if self.remaining == 0 {
-                return Ok(0);
-            }
-            let want = self.buf.len().min(self.remaining as usize);
-            let mut filled = 0;
-            while filled < want {
-                match self.file.read(&mut self.buf[filled..want]) {
-                    Ok(0) => {
-                        self.error = Some(ReadFailure::Shrunk);
-                        return Err(io::Error::other("file shrank"));
-                    }
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let msg = e.to_string();
-                        self.error = Some(ReadFailure::Io(e));
-                        return Err(io::Error::other(msg));
-                    }
+        match runs.last_mut() {
+            Some(last) if last.store == store && last.end == start => last.end = end,
+            _ => runs.push(Run { start, end, store }),
+        }
+    };
+    let first = cuts.first().map_or(data.len(), |c| c.0);
+    push(0, first, false);
+    for (i, &(start, kind)) in cuts.iter().enumerate() {
+        let end = cuts.get(i + 1).map_or(data.len(), |c| c.0);
+        match kind {
+            Kind::Meta => push(start, end, false),
+            Kind::Content => {
+                let mut at = start;
+                while at < end {
+                    let piece_end = end.min(at + PIECE);
+                    push(at, piece_end, looks_random(&data[at..piece_end]));
+                    at = piece_end;
                 }
             }
-            self.remaining -= filled as u64;
-            self.progress_base += filled as u64;
-            (self.on_progress)(self.progress_base);
-            self.start = 0;
-            self.end = filled;
-            self.store_hint
-                .set(byte_entropy(&self.buf[..filled]) > STORE_ENTROPY_BITS);
         }
-        let n = out.len().min(self.end - self.start);
-        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
-        Ok(n)
     }
+    runs
+}
+
+/// Whether deflate would not shrink `piece` measurably: its byte entropy is
+/// as high as that of random bytes of the same size (a sample of n bytes
+/// of uniform noise shows about 8 - 255 / (2 n ln 2) bits per byte).
+pub(super) fn looks_random(piece: &[u8]) -> bool {
+    if piece.len() < MIN_STORE {
+        return false;
+    }
+    let (entropy, sampled) = byte_entropy(piece);
+    let expected = 8.0 - 255.0 / (2.0 * sampled as f64 * std::f64::consts::LN_2);
+    entropy > expected - STORE_MARGIN_BITS
 }
 
 /// Shannon entropy in bits per byte, estimated from every fourth 4 KiB
-/// block (64 K samples per chunk are plenty, and a quarter of the cost).
-/// Small samples are never "random": below 4 KiB the estimate is too noisy
-/// to bother storing.
-fn byte_entropy(data: &[u8]) -> f64 {
-    if data.len() < 4096 {
-        return 0.0;
-    }
+/// block (a quarter of the cost, and plenty of samples), and how many
+/// bytes it looked at.
+fn byte_entropy(data: &[u8]) -> (f64, usize) {
     let mut counts = [[0u32; 256]; 4];
     let mut sampled = 0usize;
     for block in data.chunks(4096).step_by(4) {
@@ -127,42 +90,15 @@ fn byte_entropy(data: &[u8]) -> f64 {
         sampled += block.len();
     }
     let n = sampled as f64;
-    (0..256)
+    let entropy = (0..256)
         .map(|i| counts[0][i] + counts[1][i] + counts[2][i] + counts[3][i])
         .filter(|&c| c > 0)
         .map(|c| {
             let p = f64::from(c) / n;
             -p * p.log2()
         })
-        .sum()
-}
-
-/// The gzip writer, switched between deflating and storing by the hint
-/// the reader sets for the chunk being written.
-pub(super) struct HintedGz<W: Write> {
-    gz: GzWriter<W>,
-    store_hint: Rc<Cell<bool>>,
-}
-
-impl<W: Write> HintedGz<W> {
-    pub(super) fn new(gz: GzWriter<W>, store_hint: Rc<Cell<bool>>) -> Self {
-        HintedGz { gz, store_hint }
-    }
-
-    /// Complete the gzip stream and return the inner writer.
-    pub(super) fn finish(self) -> io::Result<W> {
-        self.gz.finish()
-    }
-}
-
-impl<W: Write> Write for HintedGz<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.gz.set_storing(self.store_hint.get())?;
-        self.gz.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.gz.flush()
-    }
+        .sum();
+    (entropy, sampled)
 }
 
 #[cfg(test)]
@@ -171,9 +107,46 @@ mod tests {
     use crate::archive::tests::random_bytes;
 
     #[test]
-    fn entropy_separates_text_from_random() {
+    fn random_is_stored_and_text_deflated_at_every_size() {
         let text = "2026-11-27T10:00:00Z arm=3 joint=2 torque=0.113 temp=41.2\n".repeat(5000);
-        assert!(byte_entropy(text.as_bytes()) < 6.0);
-        assert!(byte_entropy(&random_bytes(CHUNK, 7)) > STORE_ENTROPY_BITS);
+        for n in [1024, 4096, 10_000, PIECE] {
+            assert!(!looks_random(&text.as_bytes()[..n]), "text of {n} bytes");
+            for seed in 1..20 {
+                assert!(looks_random(&random_bytes(n, seed)), "noise of {n} bytes");
+            }
+        }
+        assert!(!looks_random(&random_bytes(MIN_STORE - 1, 3)));
+        assert!(!looks_random(&vec![0u8; PIECE]));
+    }
+
+    #[test]
+    fn runs_merge_and_headers_are_deflated() {
+        let mut data = vec![0u8; 512];
+        data.extend(random_bytes(4096, 5));
+        data.extend([0u8; 512]);
+        data.extend(random_bytes(4096, 6));
+        let cuts = [
+            (0, Kind::Meta),
+            (512, Kind::Content),
+            (4608, Kind::Meta),
+            (5120, Kind::Content),
+        ];
+        let runs = plan_runs(&data, &cuts);
+        let r = |start, end, store| Run { start, end, store };
+        assert_eq!(
+            runs,
+            [
+                r(0, 512, false),
+                r(512, 4608, true),
+                r(4608, 5120, false),
+                r(5120, 9216, true)
+            ]
+        );
+        // Content split in pieces, and pieces with the same verdict merged.
+        let big = random_bytes(3 * PIECE + 10, 9);
+        assert_eq!(
+            plan_runs(&big, &[(0, Kind::Content)]),
+            [r(0, 3 * PIECE, true), r(3 * PIECE, 3 * PIECE + 10, false)]
+        );
     }
 }

@@ -100,14 +100,22 @@ impl HashingSink {
     }
 
     fn write_buf(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.write_out(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        result
+    }
+
+    /// Write `data` to the file, and let the hashing thread know.
+    fn write_out(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
             return Ok(());
         }
-        self.check_free_space()?;
-        self.file.write_all(&self.buf)?;
+        self.check_free_space(data.len() as u64)?;
+        self.file.write_all(data)?;
         let written = self.progress.state.lock().map(|s| s.0).unwrap_or(0);
-        self.progress.update(written + self.buf.len() as u64, false);
-        self.buf.clear();
+        self.progress.update(written + data.len() as u64, false);
         // The only place archive bytes reach the `.partial` file: upstream
         // (tar, gzip) only buffers. Reached at least once per archive (the
         // last time from `finish`, before the fsync and rename).
@@ -118,15 +126,17 @@ impl HashingSink {
     /// Stop before the next write would take the filesystem below
     /// `keep_free`: checked every [`SPACE_CHECK_EVERY`] bytes, with that
     /// much headroom, so a check between two writes is never late.
-    fn check_free_space(&mut self) -> io::Result<()> {
+    fn check_free_space(&mut self, about_to_write: u64) -> io::Result<()> {
         if self.keep_free == 0 {
             return Ok(());
         }
-        self.unchecked += self.buf.len() as u64;
+        self.unchecked += about_to_write;
         if self.unchecked < SPACE_CHECK_EVERY {
             return Ok(());
         }
-        self.unchecked = 0;
+        // This write counts towards the next check: at most
+        // SPACE_CHECK_EVERY bytes go out on the strength of this one.
+        self.unchecked = about_to_write;
         let space = crate::reserve::space_of_file(&self.file)?;
         if space.available < self.keep_free.saturating_add(SPACE_CHECK_EVERY) {
             return Err(io::Error::new(
@@ -169,6 +179,12 @@ impl Drop for HashingSink {
 
 impl Write for HashingSink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // Whole encoded blocks go straight to the file, without a copy.
+        if self.buf.is_empty() && data.len() >= CHUNK {
+            let n = data.len().min(SPACE_CHECK_EVERY as usize);
+            self.write_out(&data[..n])?;
+            return Ok(n);
+        }
         let n = data.len().min(CHUNK - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
         if self.buf.len() == CHUNK {

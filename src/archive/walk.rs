@@ -1,17 +1,26 @@
 //! The tree walk: every entry of the episode into the tar stream, in byte
 //! order, each reached through its directory's open descriptor.
 //!
-//! Symlinks are stored as symlinks and never followed; FIFOs, sockets and
-//! devices are skipped (reported in [`Walked::skipped`]) and never opened.
+//! Each directory is opened once, without following links, and everything
+//! inside it is reached relative to that descriptor (`openat`, `statat`,
+//! `readlinkat` on the bare name), so no path is resolved twice and an
+//! entry swapped for a symlink meanwhile is never followed. Files are
+//! opened `O_NOFOLLOW | O_NONBLOCK` and checked with `fstat` on the open
+//! descriptor: what is archived is exactly what was opened. Symlinks are
+//! stored as symlinks and never followed; FIFOs, sockets and devices are
+//! skipped (reported in [`Walked::skipped`]) and never opened.
 
-use std::cell::Cell;
+use std::ffi::{CStr, OsStr};
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
-use super::entropy::{ChunkReader, ReadFailure};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+
+use super::gzip::GzWriter;
 use super::{ArchiveError, Skipped};
 
 /// What the walk put into the archive, and what it left out.
@@ -23,11 +32,9 @@ pub(super) struct Walked {
 }
 
 /// Append `episode_dir` and everything under it to `builder`, as `top`.
-/// `store_hint` is the cell the gzip writer reads to store or deflate;
 /// `partial_path` names the archive in write errors.
 pub(super) fn walk_episode<W: Write>(
-    builder: &mut tar::Builder<W>,
-    store_hint: Rc<Cell<bool>>,
+    builder: &mut tar::Builder<GzWriter<W>>,
     episode_dir: &Path,
     top: &Path,
     on_progress: &mut dyn FnMut(u64),
@@ -35,19 +42,26 @@ pub(super) fn walk_episode<W: Write>(
 ) -> Result<Walked, ArchiveError> {
     let mut walk = Walk {
         builder,
-        store_hint,
         input_bytes: 0,
         entries: 0,
         skipped: Vec::new(),
         on_progress,
         partial_path,
     };
-    let root_meta =
-        fs::symlink_metadata(episode_dir).map_err(|source| ArchiveError::Unreadable {
+    let unreadable = |source| ArchiveError::Unreadable {
+        path: episode_dir.to_path_buf(),
+        source,
+    };
+    let root_meta = fs::symlink_metadata(episode_dir).map_err(unreadable)?;
+    let handle = crate::lock::open_dir_nofollow(episode_dir).map_err(unreadable)?;
+    let opened = handle.metadata().map_err(unreadable)?;
+    if opened.ino() != root_meta.ino() || opened.dev() != root_meta.dev() {
+        return Err(ArchiveError::Changed {
             path: episode_dir.to_path_buf(),
-            source,
-        })?;
-    walk.directory(episode_dir, episode_dir, top, &root_meta)?;
+            detail: "replaced by another directory".into(),
+        });
+    }
+    walk.directory(OwnedFd::from(handle), episode_dir, top)?;
     Ok(Walked {
         input_bytes: walk.input_bytes,
         entries: walk.entries,
@@ -56,13 +70,18 @@ pub(super) fn walk_episode<W: Write>(
 }
 
 struct Walk<'a, W: Write> {
-    builder: &'a mut tar::Builder<W>,
-    store_hint: Rc<Cell<bool>>,
+    builder: &'a mut tar::Builder<GzWriter<W>>,
     input_bytes: u64,
     entries: u64,
     skipped: Vec<Skipped>,
     on_progress: &'a mut dyn FnMut(u64),
     partial_path: &'a Path,
+}
+
+/// Flags for every open inside the episode: never through a link, never
+/// blocking on a FIFO swapped in, never inherited.
+fn open_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC
 }
 
 impl<W: Write> Walk<'_, W> {
@@ -73,162 +92,196 @@ impl<W: Write> Walk<'_, W> {
         }
     }
 
-    /// Archive directory `dir` (shown in errors) as `name`. `via` is how it
-    /// is reached: each directory is opened once, without following links,
-    /// and everything inside it is reached through that descriptor
-    /// (`/proc/self/fd/N/child`), so no path is resolved twice and a
-    /// directory swapped for a symlink meanwhile is never followed.
-    fn directory(
-        &mut self,
-        dir: &Path,
-        via: &Path,
-        name: &Path,
-        meta: &fs::Metadata,
-    ) -> Result<(), ArchiveError> {
-        let mut header = header_for(meta, tar::EntryType::Directory, 0);
+    /// Archive the open directory `fd` (`dir` in errors) as `name`.
+    fn directory(&mut self, fd: OwnedFd, dir: &Path, name: &Path) -> Result<(), ArchiveError> {
+        let unreadable = |source: io::Error| ArchiveError::Unreadable {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| unreadable(e.into()))?;
+        let mut header = header_for(&stat, tar::EntryType::Directory, 0);
         self.builder
             .append_data(&mut header, name, io::empty())
             .map_err(|e| self.write_err(e))?;
         self.entries += 1;
 
-        let unreadable = |source| ArchiveError::Unreadable {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let handle = crate::lock::open_dir_nofollow(via).map_err(unreadable)?;
-        let opened = handle.metadata().map_err(unreadable)?;
-        if opened.ino() != meta.ino() || opened.dev() != meta.dev() {
-            return Err(ArchiveError::Changed {
-                path: dir.to_path_buf(),
-                detail: "replaced by another directory".into(),
-            });
-        }
-        let base = fd_path(&handle).unwrap_or_else(|| via.to_path_buf());
-        let mut children: Vec<_> = fs::read_dir(&base)
-            .map_err(unreadable)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(unreadable)?;
-        // Byte order, not locale order: deterministic everywhere.
-        children.sort_by(|a, b| {
-            use std::os::unix::ffi::OsStrExt;
-            a.as_bytes().cmp(b.as_bytes())
-        });
-        for child in children {
-            let path = dir.join(&child);
-            let access = base.join(&child);
-            let inner = name.join(&child);
-            let meta =
-                fs::symlink_metadata(&access).map_err(|source| ArchiveError::Unreadable {
-                    path: path.clone(),
-                    source,
-                })?;
-            let ft = meta.file_type();
-            if ft.is_dir() {
-                self.directory(&path, &access, &inner, &meta)?;
-            } else if ft.is_file() {
-                self.file(&path, &access, &inner, &meta)?;
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&access).map_err(|source| ArchiveError::Unreadable {
-                    path: path.clone(),
-                    source,
-                })?;
-                let mut header = header_for(&meta, tar::EntryType::Symlink, 0);
-                self.builder
-                    .append_link(&mut header, &inner, &target)
-                    .map_err(|e| self.write_err(e))?;
-                self.entries += 1;
-            } else {
-                let kind = if ft.is_fifo() {
-                    "fifo"
-                } else if ft.is_socket() {
-                    "socket"
-                } else if ft.is_block_device() {
-                    "block device"
-                } else if ft.is_char_device() {
-                    "character device"
-                } else {
-                    "unknown file type"
-                };
-                self.skipped.push(Skipped { path: inner, kind });
+        // The names, packed (NUL-terminated, one buffer): a directory of
+        // 100,000 camera frames costs ~3 MB here, not twice that.
+        // Sized once from the directory's own size (on most filesystems
+        // about 20-40 bytes per entry): growing by copies would leave the
+        // old copies behind in the allocator, and pages reserved but never
+        // written cost nothing.
+        let hint = usize::try_from(stat.st_size.max(0))
+            .unwrap_or(0)
+            .min(64 << 20);
+        let mut names: Vec<u8> = Vec::with_capacity(hint);
+        let mut children: Vec<(u32, u32, FileType)> = Vec::with_capacity(hint / 16);
+        let mut listing = Dir::read_from(&fd).map_err(|e| unreadable(e.into()))?;
+        while let Some(entry) = listing.read() {
+            let entry = entry.map_err(|e| unreadable(e.into()))?;
+            let child = entry.file_name().to_bytes_with_nul();
+            if child != b".\0" && child != b"..\0" {
+                let too_big = || unreadable(io::Error::other("directory listing over 4 GiB"));
+                let start = u32::try_from(names.len()).map_err(|_| too_big())?;
+                names.extend_from_slice(child);
+                let end = u32::try_from(names.len() - 1).map_err(|_| too_big())?;
+                children.push((start, end, entry.file_type()));
             }
         }
-        drop(handle);
+        drop(listing);
+        let name_of = |start: u32, end: u32| &names[start as usize..end as usize];
+        // Byte order, not locale order: deterministic everywhere.
+        children.sort_unstable_by(|a, b| name_of(a.0, a.1).cmp(name_of(b.0, b.1)));
+        for (start, end, listed_type) in children {
+            let child = CStr::from_bytes_with_nul(&names[start as usize..=end as usize])
+                .map_err(|e| unreadable(io::Error::other(e)))?;
+            let child_os = OsStr::from_bytes(child.to_bytes());
+            let path = dir.join(child_os);
+            let inner = name.join(child_os);
+            let unreadable_child = |source: io::Error| ArchiveError::Unreadable {
+                path: path.clone(),
+                source,
+            };
+            // Most filesystems name the type in the listing; where they
+            // do not, look (without following).
+            let file_type = if listed_type == FileType::Unknown {
+                let st = rustix::fs::statat(&fd, child, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| unreadable_child(e.into()))?;
+                FileType::from_raw_mode(st.st_mode)
+            } else {
+                listed_type
+            };
+            match file_type {
+                FileType::Directory => {
+                    let sub = rustix::fs::openat(
+                        &fd,
+                        child,
+                        open_flags() | OFlags::DIRECTORY,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| unreadable_child(e.into()))?;
+                    self.directory(sub, &path, &inner)?;
+                }
+                FileType::RegularFile => self.file(&fd, child, &path, &inner)?,
+                FileType::Symlink => self.symlink(&fd, child, &path, &inner)?,
+                other => {
+                    let kind = match other {
+                        FileType::Fifo => "fifo",
+                        FileType::Socket => "socket",
+                        FileType::BlockDevice => "block device",
+                        FileType::CharacterDevice => "character device",
+                        _ => "unknown file type",
+                    };
+                    self.skipped.push(Skipped { path: inner, kind });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn symlink(
+        &mut self,
+        dir: &OwnedFd,
+        child: &CStr,
+        path: &Path,
+        name: &Path,
+    ) -> Result<(), ArchiveError> {
+        let unreadable = |source: io::Error| ArchiveError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        };
+        let stat = rustix::fs::statat(dir, child, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| unreadable(e.into()))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink {
+            return Err(ArchiveError::Changed {
+                path: path.to_path_buf(),
+                detail: "no longer a symlink".into(),
+            });
+        }
+        let target =
+            rustix::fs::readlinkat(dir, child, Vec::new()).map_err(|e| unreadable(e.into()))?;
+        let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+        let mut header = header_for(&stat, tar::EntryType::Symlink, 0);
+        self.builder
+            .append_link(&mut header, name, &target)
+            .map_err(|e| self.write_err(e))?;
+        self.entries += 1;
         Ok(())
     }
 
     fn file(
         &mut self,
+        dir: &OwnedFd,
+        child: &CStr,
         path: &Path,
-        via: &Path,
         name: &Path,
-        meta: &fs::Metadata,
     ) -> Result<(), ArchiveError> {
-        let unreadable = |source| ArchiveError::Unreadable {
+        let unreadable = |source: io::Error| ArchiveError::Unreadable {
             path: path.to_path_buf(),
             source,
         };
         // O_NOFOLLOW | O_NONBLOCK: if the entry was swapped for a link or a
-        // FIFO since we looked, refuse it instead of following or hanging.
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(via)
-            .map_err(unreadable)?;
-        let opened = file.metadata().map_err(unreadable)?;
-        if !opened.is_file() || opened.ino() != meta.ino() || opened.dev() != meta.dev() {
+        // FIFO since the listing, refuse it instead of following or hanging.
+        let fd = rustix::fs::openat(dir, child, open_flags(), Mode::empty())
+            .map_err(|e| unreadable(e.into()))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| unreadable(e.into()))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
             return Err(ArchiveError::Changed {
                 path: path.to_path_buf(),
-                detail: "replaced by another file".into(),
+                detail: "replaced by something that is not a regular file".into(),
             });
         }
-        let size = meta.len();
-        let mut header = header_for(meta, tar::EntryType::Regular, size);
-        let mut reader = ChunkReader::new(
-            file,
-            size,
-            &self.store_hint,
-            self.input_bytes,
-            &mut *self.on_progress,
-        );
-        let result = self.builder.append_data(&mut header, name, &mut reader);
-        // The reader's own failure explains a write failure better.
-        if let Some(err) = reader.take_error() {
-            return Err(match err {
-                ReadFailure::Io(source) => ArchiveError::Unreadable {
-                    path: path.to_path_buf(),
+        let mut file = File::from(fd);
+        let size = stat.st_size.max(0) as u64;
+        let mut header = header_for(&stat, tar::EntryType::Regular, size);
+        // The header only: the content goes straight into the gzip
+        // writer's block below, and the padding after it.
+        self.builder
+            .append_data(&mut header, name, io::empty())
+            .map_err(|e| self.write_err(e))?;
+        let mut left = size;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(usize::MAX);
+            let partial_path = self.partial_path;
+            let space = (self.builder.get_mut().content_space(want)).map_err(|source| {
+                ArchiveError::Write {
+                    path: partial_path.to_path_buf(),
                     source,
-                },
-                ReadFailure::Shrunk => ArchiveError::Changed {
-                    path: path.to_path_buf(),
-                    detail: format!("shorter than its size of {size} bytes"),
-                },
-            });
+                }
+            })?;
+            let n = match file.read(space) {
+                Ok(0) => {
+                    return Err(ArchiveError::Changed {
+                        path: path.to_path_buf(),
+                        detail: format!("shorter than its size of {size} bytes"),
+                    });
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(unreadable(e)),
+            };
+            self.builder.get_mut().commit_content(n);
+            left -= n as u64;
+            self.input_bytes += n as u64;
+            (self.on_progress)(self.input_bytes);
         }
-        result.map_err(|e| self.write_err(e))?;
-        self.store_hint.set(false);
+        let pad = (512 - size % 512) % 512;
+        self.builder
+            .get_mut()
+            .write_all(&[0u8; 512][..pad as usize])
+            .map_err(|e| self.write_err(e))?;
         self.entries += 1;
-        self.input_bytes += size;
         Ok(())
     }
 }
 
-/// `/proc/self/fd/N` for an open directory: a path that reaches exactly
-/// that directory, however its ancestors are renamed or replaced. `None`
-/// without /proc (then paths are used as they are).
-fn fd_path(dir: &File) -> Option<PathBuf> {
-    use std::os::fd::AsRawFd;
-    let p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    fs::symlink_metadata(&p).is_ok().then_some(p)
-}
-
-fn header_for(meta: &fs::Metadata, kind: tar::EntryType, size: u64) -> tar::Header {
+fn header_for(stat: &Stat, kind: tar::EntryType, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_size(size);
-    h.set_mode(meta.mode() & 0o7777);
-    h.set_mtime(meta.mtime().max(0) as u64);
-    h.set_uid(u64::from(meta.uid()));
-    h.set_gid(u64::from(meta.gid()));
+    h.set_mode(stat.st_mode & 0o7777);
+    h.set_mtime(stat.st_mtime.max(0) as u64);
+    h.set_uid(u64::from(stat.st_uid));
+    h.set_gid(u64::from(stat.st_gid));
     h
 }
