@@ -233,10 +233,11 @@ impl Parser<'_> {
                 "must be between 5M and 5G (S3's part size limits)",
             ));
         }
-        if multipart_threshold < MIN_PART_SIZE {
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&multipart_threshold) {
+            // Above 5G a single PutObject is refused (EntityTooLarge).
             return Err(self.key_error(
                 "receiver.multipart_threshold",
-                "must be at least 5M (S3's smallest part)",
+                "must be between 5M and 5G (S3's smallest part, its largest single upload)",
             ));
         }
         self.finish(rcv)?;

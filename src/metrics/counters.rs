@@ -132,6 +132,16 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Add `other` to this tally (a run's counts kept until they are written).
+    pub fn merge(&mut self, other: &Tally) {
+        for (kind, n) in &other.episodes {
+            *self.episodes.entry(*kind).or_default() += n;
+        }
+        self.uploaded_bytes += other.uploaded_bytes;
+        self.upload_seconds.extend_from_slice(&other.upload_seconds);
+        self.succeeded |= other.succeeded;
+    }
+
     /// The counted outcomes of a run (`ship-episode` or a scanner pass).
     pub fn of(run: &RunReport) -> Tally {
         let mut t = Tally::default();

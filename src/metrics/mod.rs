@@ -48,6 +48,8 @@ pub struct Metrics {
     /// are reused between passes, and a problem is logged once per change.
     quarantine_cache: Option<Option<QuarantineCache>>,
     last_problem: Option<String>,
+    /// This process's counts that could not be added yet.
+    pending: Tally,
 }
 
 impl Metrics {
@@ -62,6 +64,7 @@ impl Metrics {
             },
             quarantine_cache: None,
             last_problem: None,
+            pending: Tally::default(),
         }
     }
 
@@ -91,7 +94,11 @@ impl Metrics {
         let Some(path) = self.textfile.clone() else {
             return;
         };
-        match self.try_publish(&path, tally) {
+        // Counts not yet added (the counters were locked or unreadable
+        // last time) go with this run's: the scanner loses none.
+        self.pending.merge(tally);
+        let pending = std::mem::take(&mut self.pending);
+        match self.try_publish(&path, &pending) {
             Ok(()) => {
                 if self.last_problem.take().is_some() {
                     tracing::info!("metrics: {} is written again", path.display());
@@ -122,8 +129,15 @@ impl Metrics {
     pub fn try_publish(&mut self, path: &Path, tally: &Tally) -> Result<(), MetricsError> {
         let now = unix_now();
         let gauges = gauges::read(&self.sources, now, self.quarantine_cache.as_mut());
-        let mut locked = LockedCounters::open(&self.sources.data_root)?;
-        locked.add(tally, now)?;
+        let locked = match LockedCounters::open(&self.sources.data_root)
+            .and_then(|mut l| l.add(tally, now).map(|()| l))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                self.pending.merge(tally);
+                return Err(e.into());
+            }
+        };
         let dir = path.parent().unwrap_or(Path::new("/"));
         if !dir.is_dir() {
             return Err(MetricsError::NoDirectory(dir.to_path_buf()));

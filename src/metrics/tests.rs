@@ -277,3 +277,29 @@ fn a_symlinked_textfile_is_written_where_it_points() {
     let plain = own.join("x.prom");
     assert_eq!(super::textfile::resolve(&plain).expect("plain"), plain);
 }
+
+#[test]
+fn counts_that_could_not_be_added_go_with_the_next_run() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let data_root = d.path().join("data");
+    let prom = d.path().join("cis490.prom");
+    let text = format!(
+        "host_id = \"h\"\n[paths]\ndata_root = {:?}\n[receiver]\nurl = \"https://r.example\"\n\
+         [metrics]\ntextfile = {:?}\n",
+        data_root.display().to_string(),
+        prom.display().to_string()
+    );
+    let config =
+        crate::config::Config::parse(&text, &d.path().join("c.toml"), None).expect("config");
+    let mut m = super::Metrics::new(&config).long_running();
+    // No data root yet: the counters cannot be locked, nothing is written.
+    m.after_run(&known_run());
+    assert!(!prom.exists());
+    std::fs::create_dir(&data_root).expect("data root");
+    m.after_run(&known_run());
+    let written = std::fs::read_to_string(&prom).expect("written");
+    assert!(
+        written.contains("cis490_episodes_total{outcome=\"shipped\"} 4\n"),
+        "{written}"
+    );
+}

@@ -162,6 +162,9 @@ fn sizes_and_urls() {
     let small = format!("{}part_size = \"1M\"\n", with_secret(d.path()));
     let err = parse_in(d.path(), &small, None).expect_err("1M parts");
     assert!(err.contains("receiver.part_size"), "{err}");
+    let huge = format!("{}multipart_threshold = \"6G\"\n", with_secret(d.path()));
+    let err = parse_in(d.path(), &huge, None).expect_err("6G single uploads");
+    assert!(err.contains("receiver.multipart_threshold"), "{err}");
     let custom = format!(
         "{}part_size = \"16M\"\nmultipart_threshold = \"32M\"\n",
         with_secret(d.path())

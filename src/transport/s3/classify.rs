@@ -94,8 +94,12 @@ pub const FIX_SECRET: &str = "the store rejected the request signature: check th
     receiver.secret_access_key_file (or the s3-secret-access-key credential) belongs to \
     receiver.access_key_id, and receiver.region";
 pub const FIX_DENIED: &str = "the store denies this key access: grant it s3:PutObject, \
-    s3:GetObject, s3:ListMultipartUploadParts and s3:AbortMultipartUpload on the bucket and \
-    prefix of receiver.url";
+    s3:GetObject, s3:ListMultipartUploadParts and s3:AbortMultipartUpload on the prefix of \
+    receiver.url, and s3:ListBucket on the bucket (without it a missing object reads as \
+    AccessDenied, not 404)";
+pub const FIX_FOREIGN_OBJECT: &str = "check that receiver.endpoint is the store's S3 API (not \
+    a console, proxy or web page that answers any path); if it is, another writer owns this \
+    episode's key: move that object aside on the store, and the episode ships on the next pass";
 pub const FIX_BUCKET: &str = "the bucket does not exist: check the bucket name in receiver.url \
     (s3://BUCKET/prefix) and receiver.endpoint, or create the bucket";
 pub const FIX_REGION: &str = "the store wants another region or address for this bucket: set \
@@ -212,12 +216,15 @@ pub fn existing_object(held: Option<&str>, ours_hex: &str, check: String) -> Ver
             ),
             refusal_check: Some(check),
         },
-        None => Verdict::Quarantine {
-            status: 412,
-            reason: "the store already holds an object under this key without our \
-                     x-amz-meta-sha256 (not written by this shipper): the id was reused"
-                .into(),
-            refusal_check: Some(check),
+        // No checksum at all: a foreign object, or an endpoint that is not
+        // the S3 API (a console or a web app answers 200 to any path).
+        // Neither is a refusal by the store: pause and keep everything.
+        None => Verdict::HostError {
+            status: 200,
+            reason: format!(
+                "{check}: an object without x-amz-meta-sha256 is under this episode's key"
+            ),
+            fix: FIX_FOREIGN_OBJECT,
         },
     }
 }

@@ -133,9 +133,10 @@ fn an_existing_object_is_a_duplicate_or_an_id_reuse() {
         }
         v => panic!("{v:?}"),
     }
+    // No checksum: a foreign object or not an S3 API at all; never a refusal.
     assert_eq!(
         existing_object(None, &ours, "HEAD".into()).kind(),
-        OutcomeKind::Quarantined
+        OutcomeKind::HostError
     );
 }
 
