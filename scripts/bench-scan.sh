@@ -52,6 +52,8 @@ host_id = "bench"
 data_root = "$root/data"
 [receiver]
 url = "http://127.0.0.1:9"
+[metrics]
+textfile = ""
 TOML
 }
 

@@ -233,8 +233,8 @@ bench_matrix() {
         rm -rf "$root" "$work/store"
         mkdir -p "$root/data/episodes"
         mv "$cache/$shape/ep" "$root/data/episodes/$id"
-        printf 'host_id = "bench"\n[paths]\ndata_root = "%s"\n[receiver]\nurl = "%s"\n' \
-            "$root/data" "$url" >"$root/c.toml"
+        printf 'host_id = "bench"\n[paths]\ndata_root = "%s"\n[receiver]\nurl = "%s"\n[metrics]\ntextfile = "%s"\n' \
+            "$root/data" "$url" "$root/cis490.prom" >"$root/c.toml"
         local ok=0
         /usr/bin/time -f "%e %U %S %M" -o "$work/time.out" "$bin/ship-episode" --config "$root/c.toml" \
             >/dev/null 2>"$work/cmd.err" || { echo "$shape ship-episode failed:" >&2; cat "$work/cmd.err" >&2; ok=1; }

@@ -52,6 +52,8 @@ secret_access_key_file = "$1"
 # Small parts so the demo's 24 MiB episode goes up in multipart.
 multipart_threshold = "8M"
 part_size = "5M"
+[metrics]
+textfile = "$work/cis490.prom"
 TOML
 }
 config "$work/s3-secret" >"$work/lab-host.toml"

@@ -265,6 +265,11 @@ install_in_container() {
 
 do_install() {
     local out
+    # The container is an overlay of this machine's root: a cis490.prom that
+    # a run outside any container left in node_exporter's directory would
+    # stop install.sh from linking it. A lab host starts with none.
+    c sh -c '[ -L /var/lib/prometheus/node-exporter/cis490.prom ] ||
+        rm -f /var/lib/prometheus/node-exporter/cis490.prom'
     out=$(install_in_container 2>&1) || { echo "$out"; return 1; }
     grep -q 'systemctl enable --now cis490-ship-episode.path' <<<"$out" ||
         fail "install.sh did not print the enable command: $out"
