@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 echo "== building (release)"
 # The lab-host binaries and the dev receiver (a package of its own).
 cargo build --release --workspace --bins --quiet
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 
 work=$(mktemp -d /tmp/cis490-demo.XXXXXX)
 receiver_pid=""
