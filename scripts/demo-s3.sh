@@ -11,7 +11,7 @@ ensure_moto
 
 echo "== building (release)"
 cargo build --release --bins --quiet
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 helper=tests/s3/moto_helper.py
 
 work=$(mktemp -d /tmp/cis490-demo-s3.XXXXXX)
