@@ -33,12 +33,12 @@ pub fn render(version: &str, counters: &Counters, gauges: &Gauges) -> String {
         out.sample("cis490_episodes_total", &labels, n);
     }
 
-    out.family(
+    out.single(
         "cis490_uploaded_bytes_total",
         "counter",
         "Archive bytes of the episodes the receiver stored.",
+        counters.uploaded_bytes,
     );
-    out.sample("cis490_uploaded_bytes_total", "", counters.uploaded_bytes);
 
     let h = &counters.upload_seconds;
     out.family(
@@ -57,14 +57,10 @@ pub fn render(version: &str, counters: &Counters, gauges: &Gauges) -> String {
     out.sample("cis490_upload_duration_seconds_sum", "", h.sum);
     out.sample("cis490_upload_duration_seconds_count", "", h.count);
 
-    out.family(
+    out.single(
         "cis490_last_success_timestamp_seconds",
         "gauge",
         "When an episode was last shipped (or found shipped already), in unix seconds; 0 if never.",
-    );
-    out.sample(
-        "cis490_last_success_timestamp_seconds",
-        "",
         counters.last_success.unwrap_or(0),
     );
 
@@ -76,61 +72,57 @@ pub fn render(version: &str, counters: &Counters, gauges: &Gauges) -> String {
         );
         out.sample("cis490_backlog_episodes", "{state=\"outbox\"}", b.outbox);
         out.sample("cis490_backlog_episodes", "{state=\"ready\"}", b.ready);
-        out.family(
+        out.single(
             "cis490_oldest_ready_age_seconds",
             "gauge",
             "Age of the oldest ready episode (since its done.marker was written); 0 if none.",
-        );
-        out.sample(
-            "cis490_oldest_ready_age_seconds",
-            "",
             b.oldest_ready_age_seconds,
         );
     }
 
     if let Some(q) = &gauges.quarantine {
-        out.family(
+        out.single(
             "cis490_quarantine_episodes",
             "gauge",
             "Episodes in quarantine/ (refused by the receiver, kept until retention).",
+            q.episodes,
         );
-        out.sample("cis490_quarantine_episodes", "", q.episodes);
-        out.family(
+        out.single(
             "cis490_quarantine_bytes",
             "gauge",
             "Archive bytes of the quarantined episodes, as their sidecars record them.",
+            q.archive_bytes,
         );
-        out.sample("cis490_quarantine_bytes", "", q.archive_bytes);
     }
 
     if let Some(d) = &gauges.disk {
-        out.family(
+        out.single(
             "cis490_data_free_bytes",
             "gauge",
             "Free bytes on the data filesystem for unprivileged writers (statvfs f_bavail).",
+            d.free_bytes,
         );
-        out.sample("cis490_data_free_bytes", "", d.free_bytes);
-        out.family(
+        out.single(
             "cis490_data_size_bytes",
             "gauge",
             "Size of the data filesystem in bytes.",
+            d.size_bytes,
         );
-        out.sample("cis490_data_size_bytes", "", d.size_bytes);
-        out.family(
+        out.single(
             "cis490_disk_reserve_bytes",
             "gauge",
             "Free bytes staging never takes (shipper.disk_reserve_percent); 0 if off.",
+            d.reserve_bytes,
         );
-        out.sample("cis490_disk_reserve_bytes", "", d.reserve_bytes);
     }
 
     if let Some(t) = gauges.client_cert_not_after {
-        out.family(
+        out.single(
             "cis490_client_cert_expiry_timestamp_seconds",
             "gauge",
             "When receiver.client_cert expires (notAfter), in unix seconds.",
+            t,
         );
-        out.sample("cis490_client_cert_expiry_timestamp_seconds", "", t);
     }
     out.0
 }
@@ -142,6 +134,12 @@ impl Out {
         // Writing to a String cannot fail.
         let _ = writeln!(self.0, "# HELP {name} {help}");
         let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    /// A family of one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, "", value);
     }
 
     fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
