@@ -196,6 +196,9 @@ ${2:-}
 [shipper]
 scan_interval_s = $SCAN_INTERVAL
 request_timeout_s = 10
+# Short, so that the steps with an unavailable receiver stay short (590 s
+# by default; the fleet simulator and tests/scanner.rs cover the default).
+receiver_probe_interval_s = 5
 [retention]
 keep_local_for_days = 7
 quarantine_keep_days = 30

@@ -505,6 +505,7 @@ fn episodes_waiting_for_disk_space_and_a_receiver_pause_get_rows() {
         reason: "HTTP 503".into(),
         fix: fix.map(str::to_string),
         since: now - 100,
+        suspects: Vec::new(),
     };
     f.disk = Some(Ok(Disk {
         avail_bytes: 3 << 20,

@@ -234,10 +234,10 @@ fn straggler_is_shipped_within_one_interval() {
 }
 
 #[test]
-fn a_503_is_retried_on_schedule_then_shipped() {
+fn a_503_is_retried_after_its_retry_after_then_shipped() {
     let root = Site::bare();
     let rcv = receiver();
-    rcv.behave("flaky", "times:2:status:503,retry-after:2");
+    rcv.behave("flaky", "times:1:status:503,retry-after:2");
     root.episode("episodes", "flaky", 1000, true);
     let config = config(&root, &rcv.url, "scan_interval_s = 0.2");
     let notify = NotifySocket::bind(root.dir.path());
@@ -257,26 +257,79 @@ fn a_503_is_retried_on_schedule_then_shipped() {
     }));
     let hits = rcv.requests_for(&root.host, "flaky");
     let statuses: Vec<_> = hits.iter().map(|h| h.status).collect();
-    assert_eq!(
-        statuses,
-        [Some(503), Some(503), Some(201)],
-        "no extra attempts"
+    assert_eq!(statuses, [Some(503), Some(201)], "no extra attempts");
+    let gap = hits[1].at.duration_since(hits[0].end.expect("answered"));
+    // Retry-After: 2 is honoured (a floor over the first pause of a row,
+    // 1 s), and the scanner wakes for the pause's end.
+    assert!(
+        gap >= Duration::from_millis(1950) && gap < Duration::from_millis(3500),
+        "{gap:?}"
     );
-    for w in hits.windows(2) {
-        let gap = w[1].at.duration_since(w[0].end.expect("answered"));
-        // Retry-After: 2 is honoured, and the scan interval does not add
-        // much on top of it.
-        assert!(
-            gap >= Duration::from_millis(1950) && gap < Duration::from_millis(3500),
-            "{gap:?}"
-        );
-    }
     // The outbox files go right after the rename into shipped/.
     assert!(
         wait_until(Duration::from_secs(2), || root.names("outbox").is_empty()),
         "{:?}",
         root.names("outbox")
     );
+    stop(p);
+}
+
+/// After a quick retry, a receiver that stays away is probed once per
+/// `receiver_probe_interval_s` (95 to 100 % of it), with one request each
+/// time, however many episodes wait; the scanner wakes for each probe.
+#[test]
+fn a_receiver_away_is_probed_once_per_interval() {
+    let root = Site::bare();
+    let rcv = receiver();
+    rcv.behave("*", "times:2:status:503");
+    for id in ["a", "b", "c", "d"] {
+        root.episode("episodes", id, 1000, true);
+    }
+    let config = config(
+        &root,
+        &rcv.url,
+        "scan_interval_s = 8\nreceiver_probe_interval_s = 3",
+    );
+    let p = scanner(&root, &config, None);
+    assert!(wait_until(Duration::from_secs(20), || {
+        root.names("shipped")
+            .iter()
+            .filter(|n| !n.ends_with(".json"))
+            .count()
+            == 4
+    }));
+    let hits = rcv.requests();
+    let statuses: Vec<_> = hits.iter().map(|h| h.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            Some(503),
+            Some(503),
+            Some(201),
+            Some(201),
+            Some(201),
+            Some(201)
+        ],
+        "one probe per pause, then the rest"
+    );
+    let gaps: Vec<Duration> = hits[..3]
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].end.expect("answered")))
+        .collect();
+    // Pauses end on a whole second, so each gap is its pause plus up to a
+    // second, and well under the 8 s scan interval: the scanner woke for it.
+    assert!(
+        gaps[0] >= Duration::from_millis(750) && gaps[0] < Duration::from_millis(2300),
+        "the quick retry: {gaps:?}"
+    );
+    for gap in &gaps[1..] {
+        assert!(
+            *gap >= Duration::from_millis(2800) && *gap < Duration::from_millis(4300),
+            "a probe per interval: {gaps:?}"
+        );
+    }
+    // The oldest episode was every probe, and the one that got through.
+    assert!(hits[..3].iter().all(|h| h.key.ends_with("/a")), "{hits:?}");
     stop(p);
 }
 

@@ -155,7 +155,7 @@ fn run(
             tracing::info!("{status}");
         }
         last_status = status;
-        sleep(interval, heartbeat);
+        sleep(scanner.next_wake_in(interval), heartbeat);
     }
     heartbeat.stopping();
     tracing::info!("stopped on request");

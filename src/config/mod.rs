@@ -96,6 +96,8 @@ pub struct ShipperSettings {
     pub upload_rate_limit: RateSchedule,
     /// Threads for compression (0 = every core).
     pub compress_threads: usize,
+    /// How often a receiver that is away is probed.
+    pub receiver_probe_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +188,14 @@ impl Config {
                 .map_err(|m| p.key_error("shipper.upload_rate_limit", m))?,
         };
         let compress_threads = p.integer(&mut shipper, "compress_threads", 0, 0, 1024)? as usize;
+        use crate::machine::host::{DEFAULT_PROBE_INTERVAL, MAX_PROBE_INTERVAL};
+        let receiver_probe_interval = p.seconds(
+            &mut shipper,
+            "receiver_probe_interval_s",
+            DEFAULT_PROBE_INTERVAL.as_secs_f64(),
+            1.0,
+            MAX_PROBE_INTERVAL.as_secs_f64(),
+        )?;
         p.finish(shipper)?;
 
         let mut retention = p.section(&mut root, "retention")?;
@@ -234,6 +244,7 @@ impl Config {
                 disk_reserve_percent,
                 upload_rate_limit,
                 compress_threads,
+                receiver_probe_interval,
             },
             retention: RetentionSettings {
                 keep_local_for_days: keep_local_for_days as u32,

@@ -14,6 +14,10 @@ fn defaults_match_the_seed() {
     assert_eq!(c.receiver.url, "https://collector.wg");
     assert_eq!(c.data_root, PathBuf::from("/var/lib/cis490/data"));
     assert_eq!(c.shipper.scan_interval, Duration::from_secs(5));
+    assert_eq!(
+        c.shipper.receiver_probe_interval,
+        crate::machine::host::DEFAULT_PROBE_INTERVAL
+    );
     assert_eq!(c.shipper.request_timeout, Duration::from_secs(60));
     assert_eq!(c.shipper.gzip_level, 6);
     assert_eq!(c.retention.keep_local_for_days, 7);
@@ -60,6 +64,20 @@ fn wrong_type_and_range_are_errors() {
         .expect_err("zero interval")
         .to_string();
     assert!(err.contains("shipper.scan_interval_s"), "{err}");
+    let err = parse(&format!(
+        "{MINIMAL}[shipper]\nreceiver_probe_interval_s = 7200\n"
+    ))
+    .expect_err("a probe interval over an hour")
+    .to_string();
+    assert!(
+        err.contains("shipper.receiver_probe_interval_s") && err.contains("out of range"),
+        "{err}"
+    );
+    let c = parse(&format!(
+        "{MINIMAL}[shipper]\nreceiver_probe_interval_s = 120\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.shipper.receiver_probe_interval, Duration::from_secs(120));
 }
 
 #[test]

@@ -233,17 +233,17 @@ fn a_2xx_counts_only_after_the_whole_body_with_our_digest() {
 fn what_the_verdicts_say_about_the_receiver() {
     let confirmed = super::classify(&reply(400, "x"), &[1; 32], Some(&head(reply(400, ""))));
     assert!(matches!(
-        HostSignal::of(&confirmed, false),
+        signal_of(&confirmed),
         HostSignal::Refused { status: 400, ref fix, .. } if fix == CONFIRMED_REFUSAL_FIX
     ));
     let genuine = classify(&reply(412, "late"));
-    assert_eq!(HostSignal::of(&genuine, false), HostSignal::Answered);
+    assert_eq!(signal_of(&genuine), HostSignal::Answered);
     let early = classify(&Ok(Reply {
         unsent: 1,
         ..answer(201, "")
     }));
     assert!(matches!(
-        HostSignal::of(&early, false),
+        signal_of(&early),
         HostSignal::Unavailable {
             status: Some(201),
             ..
@@ -255,13 +255,10 @@ fn what_the_verdicts_say_about_the_receiver() {
         Some(&head(Err(TransportError::Connect("refused".into())))),
     );
     assert!(matches!(
-        HostSignal::of(&head_down, false),
+        signal_of(&head_down),
         HostSignal::Unavailable { status: None, .. }
     ));
-    assert_eq!(
-        HostSignal::of(&classify(&reply(408, "")), false),
-        HostSignal::Answered
-    );
+    assert_eq!(signal_of(&classify(&reply(408, ""))), HostSignal::Answered);
 }
 
 #[test]
@@ -309,4 +306,14 @@ fn backoff_follows_seed_with_jitter_and_cap() {
         .map(|_| backoff(9, None).as_millis() as u64)
         .collect();
     assert!(spread.len() > 5, "jitter does not vary: {spread:?}");
+}
+
+/// What the host pause hears from a verdict on an upload that reached the
+/// receiver.
+fn signal_of(verdict: &Verdict) -> HostSignal {
+    HostSignal::of(
+        verdict,
+        crate::machine::host::Contact::Reached,
+        &crate::layout::EpisodeId::parse("ep").expect("id"),
+    )
 }

@@ -21,19 +21,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::config::Config;
-use crate::layout::{EpisodeId, RetryState, State, unix_now};
+use crate::layout::{EpisodeId, Layout, RetryState, State, unix_now};
 use crate::machine::host::{self, HostPause, PauseChange};
 use crate::machine::retry_horizon;
-use crate::outcome::{OutcomeKind, random_unit};
+use crate::outcome::random_unit;
 use crate::ship::{EpisodeReport, Observer, RunReport, ShipError, Shipper};
 use crate::time::due_within_horizon;
 use crate::transport::Progress;
 
-pub use crate::machine::host::MAX_HOST_PAUSE;
 pub use heartbeat::Heartbeat;
-use schedule::{Drain, QueueEntry};
+use schedule::{QueueEntry, Replay};
 
 /// One pending episode, as the scanner knows it.
 #[derive(Debug, Clone)]
@@ -46,11 +46,9 @@ struct Entry {
     known: bool,
     /// Failures that left no retry time behind (lock or claim errors).
     local_failures: u32,
-    /// Failed attempts recorded in its retry state.
-    attempts: u32,
-    /// Host refusals in a row while it was the one tried (no attempt is
-    /// counted for them): it goes behind others as the probe.
-    holds: u32,
+    /// Unix seconds it was claimed (its retry state), else when its
+    /// directory was renamed into place: the age a pass orders by.
+    recorded_at: u64,
 }
 
 /// What a pass did, plus the queue after it.
@@ -68,7 +66,7 @@ pub struct Scanner {
     /// `ship-episode`).
     pause: Option<HostPause>,
     /// The backlog of a long outage, being replayed at its own pace.
-    drain: Option<Drain>,
+    replay: Option<Replay>,
     /// Unix seconds before which this scanner, just started, sends nothing.
     start_hold: u64,
     /// Pace a backlog and spread the start (the daemon; not `--once`).
@@ -89,7 +87,7 @@ impl Scanner {
             shipper,
             queue: BTreeMap::new(),
             pause,
-            drain: None,
+            replay: None,
             start_hold: 0,
             paced: false,
             warned_names: BTreeSet::new(),
@@ -98,12 +96,17 @@ impl Scanner {
     }
 
     /// Run as the daemon of a fleet: after a long outage the backlog is
-    /// replayed at its own pace ([`Drain`]), and a start that finds a pause
+    /// replayed at its own pace ([`Replay`]), and a start that finds a pause
     /// run out while the host was down spreads its first upload
     /// ([`host::hold_after_restart`]). A single `--once` pass does neither.
     pub fn pace_as_daemon(&mut self) {
         self.paced = true;
-        self.start_hold = host::hold_after_restart(self.pause.as_ref(), unix_now(), random_unit());
+        self.start_hold = host::hold_after_restart(
+            self.pause.as_ref(),
+            unix_now(),
+            random_unit(),
+            self.shipper.probe_every(),
+        );
     }
 
     pub fn shipper(&self) -> &Shipper {
@@ -142,8 +145,7 @@ impl Scanner {
                     not_before: 0,
                     known: true,
                     local_failures: 0,
-                    attempts: 0,
-                    holds: 0,
+                    recorded_at: renamed_at(&layout, State::Episodes, &id, now),
                 },
             };
             queue.insert(id, entry);
@@ -156,8 +158,7 @@ impl Scanner {
                     not_before: 0,
                     known: false,
                     local_failures: 0,
-                    attempts: 0,
-                    holds: 0,
+                    recorded_at: renamed_at(&layout, State::Outbox, &id, now),
                 },
             };
             // Beyond the horizon from now: the clock was set back since it
@@ -166,7 +167,9 @@ impl Scanner {
             if !entry.known || entry.not_before <= now || beyond {
                 entry.not_before = match RetryState::load(&layout, &id) {
                     Ok(Some(r)) => {
-                        entry.attempts = r.attempts;
+                        if r.claimed_at > 0 {
+                            entry.recorded_at = r.claimed_at;
+                        }
                         let path = layout.retry_file(&id);
                         let written_at = fs::metadata(&path).ok().map(|m| m.mtime().max(0) as u64);
                         due_within_horizon(r.next_attempt_at, written_at, now, horizon)
@@ -226,7 +229,7 @@ impl Scanner {
         let seen = std::mem::replace(&mut self.pause, kept);
         if let (true, Some(before), None) = (self.paced, &seen, &self.pause) {
             // `ship-episode` got an answer meanwhile: the receiver is back.
-            self.drain = Drain::after_outage(outage_start(before), now, self.drain);
+            self.replay = replay_after(before, now, self.replay);
         }
         if let Some(p) = &self.pause
             && p.holds(now)
@@ -237,6 +240,11 @@ impl Scanner {
         if now < self.start_hold {
             return Ok(self.report(run));
         }
+        let suspects = self
+            .pause
+            .as_ref()
+            .map(|p| p.suspects.clone())
+            .unwrap_or_default();
         let due = schedule::plan(
             self.queue
                 .iter()
@@ -244,13 +252,12 @@ impl Scanner {
                 .map(|(id, e)| schedule::Due {
                     id: id.clone(),
                     in_outbox: e.state == State::Outbox,
-                    not_before: e.not_before,
-                    failed_attempts: e.attempts.saturating_add(e.holds),
+                    recorded_at: e.recorded_at,
                 })
                 .collect(),
-            &mut self.drain,
+            &mut self.replay,
+            &suspects,
             now,
-            random_unit(),
         );
         if self.pause.is_some() && !due.is_empty() {
             tracing::info!("receiver pause over: trying one episode first");
@@ -276,15 +283,15 @@ impl Scanner {
             run.push(r);
             match change {
                 PauseChange::Lift => {
-                    let since = self.pause.take().as_ref().and_then(outage_start);
-                    if self.paced {
-                        self.drain = Drain::after_outage(since, unix_now(), self.drain);
+                    let before = self.pause.take();
+                    if let (true, Some(before)) = (self.paced, &before) {
+                        self.replay = replay_after(before, unix_now(), self.replay);
                     }
-                    if self.drain.is_some() {
-                        // The probe got through: the rest at the drain's pace.
+                    if self.replay.is_some() {
+                        // The probe got through: the rest at its own pace.
                         tracing::info!(
-                            "the receiver is back after a long outage: the backlog is spread \
-                             over as long as it lasted"
+                            "the receiver is back after a long outage: the backlog is replayed \
+                             at the pace it was recorded"
                         );
                         break;
                     }
@@ -304,10 +311,7 @@ impl Scanner {
     /// [`schedule::after_outcome`] decides.
     fn settle(&mut self, r: &EpisodeReport) {
         let local_failures = self.queue.get(&r.id).map_or(0, |e| e.local_failures);
-        let holds = match r.outcome {
-            OutcomeKind::HostError => self.queue.get(&r.id).map_or(0, |e| e.holds) + 1,
-            _ => 0,
-        };
+        let recorded_at = self.queue.get(&r.id).map_or(0, |e| e.recorded_at);
         let outcome = schedule::Outcome {
             kind: r.outcome,
             state: r.state,
@@ -327,8 +331,7 @@ impl Scanner {
                     not_before,
                     known: !read_retry_file,
                     local_failures,
-                    attempts: r.attempt,
-                    holds,
+                    recorded_at,
                 };
                 self.queue.insert(r.id.clone(), entry);
             }
@@ -346,6 +349,35 @@ impl Scanner {
             ready,
             in_outbox: self.queue.len() - ready,
         }
+    }
+
+    /// How long the daemon sleeps after a pass: until something is due
+    /// ([`schedule::next_due`]), at least a second, at most `interval`
+    /// (new episodes are looked for at least that often).
+    pub fn next_wake_in(&self, interval: Duration) -> Duration {
+        let now = unix_now();
+        let pause_until = self
+            .pause
+            .as_ref()
+            .filter(|p| p.holds(now))
+            .map(|p| p.until);
+        let due = schedule::next_due(
+            self.queue.values().map(|e| (e.not_before, e.recorded_at)),
+            self.replay,
+            pause_until,
+            self.start_hold,
+            now,
+        );
+        // To the instant the due second starts, not a whole second late.
+        let into_second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(Duration::ZERO, |d| {
+                Duration::from_nanos(u64::from(d.subsec_nanos()))
+            });
+        due.map_or(interval, |at| {
+            Duration::from_secs(at.saturating_sub(now)).saturating_sub(into_second)
+        })
+        .clamp(Duration::from_secs(1).min(interval), interval)
     }
 
     /// Seconds until the next outbox retry is due, if any is waiting.
@@ -387,11 +419,10 @@ impl Scanner {
         if total == 0 {
             return "idle: nothing pending".into();
         }
-        if let Some(d) = self.drain.filter(|d| now < d.until) {
+        if let Some(r) = self.replay.filter(|r| now < r.until()) {
             return format!(
-                "{pending}, backlog of an outage paced for {}s more, next in {}s",
-                d.until - now,
-                d.next_at.saturating_sub(now)
+                "{pending}, backlog of an outage replayed at its own pace for {}s more",
+                r.until() - now
             );
         }
         match self.next_retry_in() {
@@ -401,11 +432,21 @@ impl Scanner {
     }
 }
 
-/// When an outage began, for pacing the backlog after it: only for a
-/// receiver that was unavailable (a refusal is this host's problem, its
-/// backlog burdens no one else), and only if the pause file recorded it.
-fn outage_start(pause: &HostPause) -> Option<u64> {
-    (pause.since > 0 && !pause.refused).then_some(pause.since)
+/// When the directory of `id` was renamed into `state` (its ctime), as an
+/// age; `now` if it cannot be read.
+fn renamed_at(layout: &Layout, state: State, id: &EpisodeId, now: u64) -> u64 {
+    fs::symlink_metadata(layout.episode_dir(state, id))
+        .map(|m| m.ctime().max(0) as u64)
+        .unwrap_or(now)
+}
+
+/// The replay of the backlog once the receiver answers at `now` after
+/// `pause`: only after a receiver that was unavailable (a refusal is this
+/// host's problem, its backlog burdens no one else), and only if the pause
+/// file recorded when the outage began.
+fn replay_after(pause: &HostPause, now: u64, running: Option<Replay>) -> Option<Replay> {
+    let since = (pause.since > 0 && !pause.refused).then_some(pause.since);
+    Replay::after_outage(since, now, running)
 }
 
 /// Packing and uploading progress keeps the watchdog fed; a stop request

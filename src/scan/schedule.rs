@@ -70,20 +70,21 @@ pub fn after_outcome(
 pub struct Due {
     pub id: EpisodeId,
     pub in_outbox: bool,
-    pub not_before: u64,
-    pub failed_attempts: u32,
+    /// Unix seconds it was recorded (or claimed, or first seen): its age.
+    pub recorded_at: u64,
 }
 
-/// The order of a pass. Fewest failed attempts first: after a pause the
-/// first upload is the probe, and it must not be the one episode the
-/// receiver keeps failing on (that one would hold the whole queue). Then
-/// the outbox before new arrivals, oldest due first.
-pub fn order(mut due: Vec<Due>) -> Vec<EpisodeId> {
+/// The order of a pass: oldest first, so that after a pause the probe is
+/// the episode that has waited longest, except the row's suspects (an
+/// episode the receiver may fail on for its own sake must not hold the
+/// queue: it goes last while others are due).
+pub fn order(mut due: Vec<Due>, suspects: &[String]) -> Vec<EpisodeId> {
+    let suspect = |d: &Due| suspects.iter().any(|s| s == d.id.as_str());
     due.sort_by(|a, b| {
-        (a.failed_attempts, !a.in_outbox, a.not_before, &a.id).cmp(&(
-            b.failed_attempts,
+        (suspect(a), a.recorded_at, !a.in_outbox, &a.id).cmp(&(
+            suspect(b),
+            b.recorded_at,
             !b.in_outbox,
-            b.not_before,
             &b.id,
         ))
     });
@@ -91,75 +92,103 @@ pub fn order(mut due: Vec<Due>) -> Vec<EpisodeId> {
 }
 
 /// An outage shorter than this leaves a backlog of a few episodes at most:
-/// it is shipped at once, as before (and the tests of short pauses keep
-/// their pace).
+/// it is shipped at once.
 pub const MIN_PACED_OUTAGE_S: u64 = 120;
-/// The longest outage the backlog is paced over.
+/// The longest outage replayed at its own pace; a longer one is replayed
+/// faster, over this long.
 pub const MAX_PACED_OUTAGE_S: u64 = 6 * 3600;
 
-/// The backlog an outage left behind, replayed at about the pace it built
-/// up: spread over as long as the outage lasted, oldest first. A host then
-/// adds at most its own recording rate to the receiver's load, so a whole
-/// fleet coming back at most doubles it, and every episode waits about the
-/// outage's length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drain {
-    /// Unix seconds: what is due is spread until then, and shipped at once
-    /// after it.
-    pub until: u64,
-    /// Unix seconds: the next paced upload is not before then.
-    pub next_at: u64,
+/// The backlog of an outage, replayed at the pace it was recorded: an
+/// episode recorded `d` seconds into the outage is due `d` seconds after
+/// the receiver came back. A host then adds its own recording rate to the
+/// receiver's load, so a whole fleet coming back at most doubles it, and
+/// every episode waits about as long as the outage lasted. The probe that
+/// found the receiver back was the oldest episode: the next one follows
+/// at the pace it was recorded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Replay {
+    /// Unix seconds: when the outage began, and when it ended for this
+    /// host (plus any later outage, which delays the replay as long).
+    pub since: u64,
+    pub lift: u64,
+    /// Seconds of replay per second of outage (< 1 after a very long one).
+    pub pace: f64,
 }
 
-impl Drain {
+impl Replay {
     /// After the receiver answered at `now` again, following a pause whose
-    /// row of failures began at `since` (`None`: unknown). A drain still
-    /// running is kept and, after a longer outage, lengthened.
-    pub fn after_outage(since: Option<u64>, now: u64, running: Option<Drain>) -> Option<Drain> {
-        let running = running.filter(|d| d.until > now);
-        // Capped: a clock that jumped, or a week-long outage, must not
-        // spread the backlog over weeks.
-        let outage = since
-            .map_or(0, |s| now.saturating_sub(s))
-            .min(MAX_PACED_OUTAGE_S);
-        if outage < MIN_PACED_OUTAGE_S {
-            return running;
+    /// row of failures began at `since` (`None`: unknown). A replay still
+    /// running resumes where it stopped, delayed by this outage.
+    pub fn after_outage(since: Option<u64>, now: u64, running: Option<Replay>) -> Option<Replay> {
+        let outage = since.map_or(0, |s| now.saturating_sub(s));
+        if let Some(r) = running.filter(|r| now < r.until()) {
+            return Some(Replay {
+                lift: r.lift.saturating_add(outage),
+                ..r
+            });
         }
-        Some(Drain {
-            until: running
-                .map_or(0, |d| d.until)
-                .max(now.saturating_add(outage)),
-            next_at: running.map_or(now, |d| d.next_at),
+        if outage < MIN_PACED_OUTAGE_S {
+            return None;
+        }
+        // A clock that jumped, or a week-long outage, must not spread the
+        // backlog over weeks.
+        let pace = (MAX_PACED_OUTAGE_S as f64 / outage as f64).min(1.0);
+        Some(Replay {
+            since: now - outage,
+            lift: now,
+            pace,
         })
     }
+
+    /// When an episode recorded at `recorded_at` is due again.
+    pub fn slot(&self, recorded_at: u64) -> u64 {
+        let into = recorded_at.saturating_sub(self.since) as f64 * self.pace;
+        self.lift.saturating_add(into.round() as u64)
+    }
+
+    /// Everything recorded during the outage is due by then.
+    pub fn until(&self) -> u64 {
+        self.slot(self.lift)
+    }
 }
 
-/// The entries one pass ships, in this order. With no drain running: all
-/// that are due, in [`order`]. During a drain: at most one, the oldest
-/// (most failed attempts, then earliest due, then id), once its turn has
-/// come; the next turn is the rest of the drain shared among what is due,
-/// with ±20 % jitter. `jitter` in [0, 1).
-pub fn plan(due: Vec<Due>, drain: &mut Option<Drain>, now: u64, jitter: f64) -> Vec<EpisodeId> {
-    let Some(d) = drain.as_mut().filter(|d| now < d.until) else {
-        *drain = None;
-        return order(due);
+/// When the scanner has something to do next (unix seconds), given each
+/// entry's due time and age: the first entry due, not before the pause or
+/// the start hold is over, at its turn while a replay runs. The scanner
+/// wakes then rather than on its interval, so a fleet of scanners started
+/// together does not probe in step.
+pub fn next_due(
+    entries: impl Iterator<Item = (u64, u64)>,
+    replay: Option<Replay>,
+    pause_until: Option<u64>,
+    start_hold: u64,
+    now: u64,
+) -> Option<u64> {
+    let replay = replay.filter(|r| now < r.until());
+    let due = entries
+        .map(|(not_before, recorded_at)| not_before.max(replay.map_or(0, |r| r.slot(recorded_at))))
+        .min()?;
+    Some(due.max(pause_until.unwrap_or(0)).max(start_hold))
+}
+
+/// The entries one pass ships, in [`order`]: all that are due, or while a
+/// replay runs, those whose turn in it has come.
+pub fn plan(
+    due: Vec<Due>,
+    replay: &mut Option<Replay>,
+    suspects: &[String],
+    now: u64,
+) -> Vec<EpisodeId> {
+    let Some(r) = replay.filter(|r| now < r.until()) else {
+        *replay = None;
+        return order(due, suspects);
     };
-    if now < d.next_at {
-        return Vec::new();
-    }
-    let left = due.len() as f64;
-    let Some(oldest) = due.into_iter().min_by(|a, b| {
-        (std::cmp::Reverse(a.failed_attempts), a.not_before, &a.id).cmp(&(
-            std::cmp::Reverse(b.failed_attempts),
-            b.not_before,
-            &b.id,
-        ))
-    }) else {
-        return Vec::new();
-    };
-    let turn = (d.until - now) as f64 / left * (0.8 + 0.4 * jitter.clamp(0.0, 1.0));
-    d.next_at = now.saturating_add((turn.round() as u64).max(1));
-    vec![oldest.id]
+    order(
+        due.into_iter()
+            .filter(|d| r.slot(d.recorded_at) <= now)
+            .collect(),
+        suspects,
+    )
 }
 
 #[cfg(test)]
@@ -220,89 +249,102 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_failing_episode_is_never_the_probe_while_others_are_due() {
-        let due = |id: &str, in_outbox, not_before, failed_attempts| Due {
-            id: EpisodeId::parse(id).expect("id"),
-            in_outbox,
-            not_before,
-            failed_attempts,
-        };
-        let order = order(vec![
-            due("poison", true, 10, 3),
-            due("new", false, 0, 0),
-            due("claimed-late", true, 50, 0),
-            due("claimed", true, 40, 0),
-            due("once", true, 5, 1),
-        ]);
-        let names: Vec<&str> = order.iter().map(EpisodeId::as_str).collect();
-        assert_eq!(names, ["claimed", "claimed-late", "new", "once", "poison"]);
-    }
-
-    fn due(id: &str, not_before: u64, failed_attempts: u32) -> Due {
+    fn due(id: &str, recorded_at: u64) -> Due {
         Due {
             id: EpisodeId::parse(id).expect("id"),
             in_outbox: true,
-            not_before,
-            failed_attempts,
+            recorded_at,
         }
     }
 
+    fn names(ids: &[EpisodeId]) -> Vec<&str> {
+        ids.iter().map(EpisodeId::as_str).collect()
+    }
+
     #[test]
-    fn a_drain_lasts_as_long_as_the_outage_and_only_after_a_long_one() {
-        assert_eq!(Drain::after_outage(Some(NOW - 60), NOW, None), None);
-        assert_eq!(Drain::after_outage(None, NOW, None), None);
-        let d = Drain::after_outage(Some(NOW - 3600), NOW, None).expect("paced");
+    fn the_oldest_is_the_probe_unless_it_is_a_suspect() {
+        let backlog = || {
+            vec![
+                Due {
+                    in_outbox: false,
+                    ..due("new", NOW)
+                },
+                due("claimed-late", NOW - 50),
+                due("claimed", NOW - 400),
+                due("poison", NOW - 900),
+                due("same-age-ready", NOW - 400),
+            ]
+        };
+        let mut same = backlog();
+        same[4].in_outbox = false;
         assert_eq!(
-            d,
-            Drain {
-                until: NOW + 3600,
-                next_at: NOW
-            }
+            names(&order(same.clone(), &[])),
+            ["poison", "claimed", "same-age-ready", "claimed-late", "new"]
         );
-        // A short pause during the drain neither ends nor shortens it.
-        let later = NOW + 100;
+        let suspects = ["poison".to_string(), "gone".to_string()];
         assert_eq!(
-            Drain::after_outage(Some(later - 5), later, Some(d)),
-            Some(d)
+            names(&order(same, &suspects)),
+            ["claimed", "same-age-ready", "claimed-late", "new", "poison"]
         );
-        // A longer outage lengthens it; one that is over is forgotten.
-        let longer = Drain::after_outage(Some(NOW - 7200), later, Some(d)).expect("paced");
-        assert_eq!(longer.until, later + 7300);
+        // A suspect alone is still tried: nothing else is waiting.
         assert_eq!(
-            Drain::after_outage(Some(NOW + 3990), NOW + 4000, Some(d)),
-            None
+            names(&order(backlog()[3..4].to_vec(), &suspects)),
+            ["poison"]
         );
     }
 
     #[test]
-    fn a_drain_ships_the_oldest_one_at_a_time_then_everything() {
+    fn a_replay_lasts_as_long_as_the_outage_and_only_after_a_long_one() {
+        assert_eq!(Replay::after_outage(Some(NOW - 60), NOW, None), None);
+        assert_eq!(Replay::after_outage(None, NOW, None), None);
+        let r = Replay::after_outage(Some(NOW - 3600), NOW, None).expect("paced");
+        assert_eq!((r.since, r.lift, r.pace), (NOW - 3600, NOW, 1.0));
+        assert_eq!(r.until(), NOW + 3600);
+        // Recorded 10 minutes into the outage: due 10 minutes after it.
+        assert_eq!(r.slot(NOW - 3000), NOW + 600);
+        assert_eq!(r.slot(NOW - 9000), NOW, "older than the outage: at once");
+        // Another outage during the replay delays the rest as long.
+        let later = NOW + 100;
+        let again = Replay::after_outage(Some(later - 30), later, Some(r)).expect("running");
+        assert_eq!((again.since, again.lift), (NOW - 3600, NOW + 30));
+        assert_eq!(again.slot(NOW - 3000), NOW + 630);
+        // One that is over is forgotten.
+        assert_eq!(
+            Replay::after_outage(Some(NOW + 3990), NOW + 4000, Some(r)),
+            None
+        );
+        // A week away is replayed over six hours, not a week.
+        let week = Replay::after_outage(Some(NOW - 7 * 86_400), NOW, None).expect("paced");
+        assert_eq!(week.until(), NOW + MAX_PACED_OUTAGE_S);
+    }
+
+    #[test]
+    fn a_replay_ships_each_episode_when_its_turn_comes_then_everything() {
         let backlog = || {
             vec![
-                due("new", 0, 0),
-                due("older", NOW - 400, 2),
-                due("oldest", NOW - 900, 2),
-                due("mid", NOW - 100, 1),
+                due("new", NOW + 10),
+                due("older", NOW - 3000),
+                due("oldest", NOW - 3500),
+                due("mid", NOW - 1200),
             ]
         };
-        let mut drain = Some(Drain {
-            until: NOW + 400,
-            next_at: NOW,
-        });
-        let first = plan(backlog(), &mut drain, NOW, 0.5);
-        assert_eq!(first, [EpisodeId::parse("oldest").expect("id")]);
-        // 400 s left for 4 due: the next turn in 100 s (±20 %).
-        assert_eq!(drain.map(|d| d.next_at), Some(NOW + 100));
-        assert!(plan(backlog(), &mut drain, NOW + 99, 0.5).is_empty());
-        let second = plan(backlog()[..3].to_vec(), &mut drain, NOW + 100, 0.0);
-        assert_eq!(second, [EpisodeId::parse("oldest").expect("id")]);
-        assert_eq!(drain.map(|d| d.next_at), Some(NOW + 100 + 80));
-        // Once the drain is over, all that is due goes, in the usual order.
-        let all = plan(backlog(), &mut drain, NOW + 400, 0.5);
-        let names: Vec<&str> = all.iter().map(EpisodeId::as_str).collect();
-        assert_eq!(names, ["new", "mid", "oldest", "older"]);
-        assert_eq!(drain, None);
+        let mut replay = Replay::after_outage(Some(NOW - 3600), NOW, None);
+        // At the lift only what was recorded in the first moments.
+        assert!(plan(backlog(), &mut replay, &[], NOW).is_empty());
+        assert_eq!(
+            names(&plan(backlog(), &mut replay, &[], NOW + 100)),
+            ["oldest"]
+        );
+        assert_eq!(
+            names(&plan(backlog(), &mut replay, &[], NOW + 600)),
+            ["oldest", "older"]
+        );
+        assert_eq!(replay.map(|r| r.lift), Some(NOW));
+        // Once the replay is over, all that is due goes, oldest first.
+        let all = plan(backlog(), &mut replay, &[], NOW + 3600);
+        assert_eq!(names(&all), ["oldest", "older", "mid", "new"]);
+        assert_eq!(replay, None);
         let mut none = None;
-        assert_eq!(plan(backlog(), &mut none, NOW, 0.5).len(), 4);
+        assert_eq!(plan(backlog(), &mut none, &[], NOW).len(), 4);
     }
 }

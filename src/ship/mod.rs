@@ -24,7 +24,7 @@ pub use report::{EpisodeReport, HostError, Observer, Quiet, RunReport};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
 use crate::layout::{
@@ -69,6 +69,8 @@ pub struct Shipper {
     gzip_level: u32,
     compress_threads: usize,
     disk_reserve_percent: f64,
+    /// `shipper.receiver_probe_interval_s`.
+    probe_every: Duration,
     cancel: Arc<AtomicBool>,
 }
 
@@ -84,6 +86,7 @@ impl Shipper {
             gzip_level: config.shipper.gzip_level,
             compress_threads: config.shipper.compress_threads,
             disk_reserve_percent: config.shipper.disk_reserve_percent,
+            probe_every: config.shipper.receiver_probe_interval,
             cancel: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -282,12 +285,12 @@ impl Shipper {
             sha256,
         };
         let put_started = Instant::now();
-        let (verdict, local) = self.upload(&upload, &mut retry, observer);
+        let (verdict, contact) = self.upload(&upload, &mut retry, observer);
         attempted.upload_time = Some(put_started.elapsed());
         if matches!(verdict, Verdict::Shipped { .. }) {
             crate::failpoint!(crate::failpoint::UPLOAD_AFTER_SUCCESS);
         }
-        let host = HostSignal::of(&verdict, local);
+        let host = HostSignal::of(&verdict, contact, id);
         let t = machine::decide(
             Attempt::Answered(verdict),
             &retry,

@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::layout::{read_json, remove_if_present, unix_now, write_json};
 use crate::machine::host::{self, HostPause, HostSignal, PauseChange};
@@ -15,6 +16,11 @@ use super::Shipper;
 pub const PAUSE_FILE: &str = ".receiver-pause.json";
 
 impl Shipper {
+    /// `shipper.receiver_probe_interval_s`.
+    pub fn probe_every(&self) -> Duration {
+        self.probe_every
+    }
+
     fn pause_path(&self) -> PathBuf {
         self.layout.root().join(PAUSE_FILE)
     }
@@ -54,6 +60,7 @@ impl Shipper {
             before.as_ref(),
             std::time::SystemTime::now(),
             random_unit(),
+            self.probe_every,
         );
         match &change {
             PauseChange::Keep => {}

@@ -5,6 +5,7 @@
 
 use crate::config::Config;
 use crate::layout::{EpisodeId, MultipartProgress, RetryState};
+use crate::machine::host::Contact;
 use crate::outcome::{Verdict, classify, needs_confirmation};
 use crate::transport::s3::S3Transport;
 use crate::transport::{SetupError, Transport, TransportError, Upload};
@@ -47,7 +48,7 @@ impl Shipper {
         upload: &Upload<'_>,
         retry: &mut RetryState,
         observer: &mut dyn Observer,
-    ) -> (Verdict, bool) {
+    ) -> (Verdict, Contact) {
         let id = upload.episode_id;
         match &self.receiver {
             Receiver::Http(t) => self.upload_http(t, upload, observer),
@@ -72,7 +73,7 @@ impl Shipper {
                     attempt.sent,
                     upload.bytes
                 );
-                (attempt.verdict, attempt.local)
+                (attempt.verdict, attempt.contact)
             }
         }
     }
@@ -82,7 +83,7 @@ impl Shipper {
         transport: &Transport,
         upload: &Upload<'_>,
         observer: &mut dyn Observer,
-    ) -> (Verdict, bool) {
+    ) -> (Verdict, Contact) {
         let id: &EpisodeId = upload.episode_id;
         let result = transport.put(upload, &self.cancel, &mut |p| observer.uploading(id, p));
         // A refusal counts only when the receiver made it: ask again
@@ -104,12 +105,14 @@ impl Shipper {
         let verdict = classify(&result, &upload.sha256, check.as_ref());
         // Our own failures (cancelled, the staged archive unreadable) say
         // nothing about the receiver.
-        let local = matches!(
-            result,
-            Err(TransportError::Cancelled | TransportError::Archive(_))
-        ) || check
+        let cancelled_check = check
             .as_ref()
             .is_some_and(|c| matches!(c.result, Err(TransportError::Cancelled)));
-        (verdict, local)
+        let contact = match &result {
+            _ if cancelled_check => Contact::Local,
+            Err(e) => e.contact(),
+            Ok(_) => Contact::Reached,
+        };
+        (verdict, contact)
     }
 }

@@ -14,6 +14,7 @@ mod body;
 mod headers;
 pub mod s3;
 
+use crate::machine::host::Contact;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -100,6 +101,18 @@ pub enum TransportError {
     Archive(String),
     #[error("HTTP exchange failed: {0}")]
     Protocol(String),
+}
+
+impl TransportError {
+    /// How far the attempt got: whether the failure can be the receiver's
+    /// or the episode's.
+    pub fn contact(&self) -> Contact {
+        match self {
+            TransportError::Cancelled | TransportError::Archive(_) => Contact::Local,
+            TransportError::Connect(_) | TransportError::Tls(_) => Contact::NotReached,
+            TransportError::Stalled(_) | TransportError::Protocol(_) => Contact::Reached,
+        }
+    }
 }
 
 /// Progress of one upload, reported every tick.

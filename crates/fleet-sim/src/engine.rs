@@ -24,8 +24,6 @@ pub struct Fleet {
     pub hosts: u32,
     /// Each host records one episode this often, at its own phase.
     pub record_every_s: u64,
-    /// `shipper.scan_interval_s`.
-    pub scan_interval_ms: u64,
     pub duration_s: u64,
     pub seed: u64,
     pub outages: Vec<Outage>,
@@ -51,7 +49,6 @@ pub fn simulate(fleet: &Fleet) -> Run {
     let mut rng = Rng::new(fleet.seed);
     let mut receiver = Receiver::new(fleet.outages.clone(), fleet.overload);
     let mut episodes = Episodes::default();
-    let interval = fleet.scan_interval_ms;
     let every_ms = fleet.record_every_s * 1000;
     let end_ms = fleet.duration_s * 1000;
 
@@ -59,7 +56,7 @@ pub fn simulate(fleet: &Fleet) -> Run {
     let mut hosts: Vec<Host> = (0..fleet.hosts)
         .map(|i| {
             heap.push(Reverse((rng.below(every_ms), RECORD, i)));
-            Host::new(i, rng.below(interval), fleet.paced)
+            Host::new(i, fleet.paced)
         })
         .collect();
     if let Some(r) = fleet.reboot {
@@ -98,18 +95,18 @@ pub fn simulate(fleet: &Fleet) -> Run {
                     continue; // rescheduled at boot
                 }
                 host.scan_pass(&mut world);
-                t + 1
+                // The daemon sleeps at least a second after a pass.
+                t + 1000
             }
             _ => {
                 debug_assert_eq!(kind, BOOT);
                 // The scanner's first pass comes at once after its start.
-                host.scan_phase_ms = t % interval;
                 host.wake_ms = None;
                 host.start_scanner(&mut world);
                 t
             }
         };
-        let next = host.next_pass(after, interval);
+        let next = host.next_pass(after);
         if next != host.wake_ms {
             host.wake_ms = next;
             if let Some(n) = next {

@@ -6,23 +6,23 @@
 //! - the path unit runs `ship-episode` the moment an episode is recorded
 //!   (`Shipper::ship_ready`): while the pause holds it only claims the
 //!   episode into the outbox, else it uploads it;
-//! - the scanner runs a pass every `scan_interval_s` (`Scanner::pass`):
-//!   nothing while the pause holds, else the due entries in
-//!   [`schedule::plan`] (all in [`schedule::order`], or one at a time while
-//!   a [`Drain`] paces the backlog of a long outage), one after another,
-//!   stopping at the first pause. A scanner that starts waits
+//! - the scanner runs a pass (`Scanner::pass`) whenever something is due,
+//!   as the daemon wakes (`Scanner::next_wake_in`): nothing while the pause holds, else the due entries in
+//!   [`schedule::plan`] (all in [`schedule::order`], or while a [`Replay`]
+//!   runs after a long outage those whose turn has come), one after
+//!   another, stopping at the first pause. A scanner that starts waits
 //!   [`host::hold_after_restart`].
 //!
 //! Every retry time, pause and pass order comes from `cis490`: `decide`,
 //! `HostSignal::of`, `after_signal`, `HostPause::holds`, `hold_after_restart`,
-//! `schedule::plan`, `Drain::after_outcome` and `schedule::after_outcome`.
+//! `schedule::plan`, `Replay::after_outage` and `schedule::after_outcome`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cis490::layout::{EpisodeId, RetryState, State};
 use cis490::machine::host::{self, HostPause, HostSignal, PauseChange};
 use cis490::machine::{self, Attempt, Transition};
-use cis490::scan::schedule::{self, Drain, Due, QueueEntry};
+use cis490::scan::schedule::{self, Due, QueueEntry, Replay};
 
 use crate::receiver::Receiver;
 use crate::rng::Rng;
@@ -53,6 +53,8 @@ pub struct Pending {
     pub retry: RetryState,
     /// The scanner's due time for it (unix seconds).
     pub not_before: u64,
+    /// When it was recorded (unix seconds): its age in the pass order.
+    pub recorded_at: u64,
 }
 
 /// Every episode recorded in the run: when it was recorded and shipped.
@@ -83,8 +85,6 @@ pub struct Host {
     pub index: u32,
     pub pending: Vec<Pending>,
     pub pause: Option<HostPause>,
-    /// The scanner passes at `scan_phase_ms + k * scan_interval_ms`.
-    pub scan_phase_ms: u64,
     /// The pass the event queue holds for this host, if any.
     pub wake_ms: Option<u64>,
     /// Powered off until then: no recording, no pass.
@@ -92,19 +92,18 @@ pub struct Host {
     /// The scanner runs as the daemon (`Scanner::pace_as_daemon`); false:
     /// as before pacing existed.
     pub paced: bool,
-    /// The scanner's own state: the pause as it last read it, its drain,
+    /// The scanner's own state: the pause as it last read it, its replay,
     /// and the hold after its start.
     pub scanner_seen: Option<HostPause>,
-    pub drain: Option<Drain>,
+    pub replay: Option<Replay>,
     pub start_hold: u64,
     recorded: u32,
 }
 
 impl Host {
-    pub fn new(index: u32, scan_phase_ms: u64, paced: bool) -> Host {
+    pub fn new(index: u32, paced: bool) -> Host {
         Host {
             index,
-            scan_phase_ms,
             paced,
             ..Host::default()
         }
@@ -126,6 +125,7 @@ impl Host {
             id,
             retry: RetryState::default(),
             not_before: 0,
+            recorded_at: unix_s(w.now_ms),
         });
         let paused = self
             .pause
@@ -135,9 +135,15 @@ impl Host {
             // ship_ids of the one ready episode.
             let before = self.pause.clone();
             let (change, _) = self.attempt(self.pending.len() - 1, w);
-            if change == PauseChange::Lift && self.scanner_seen.is_none() {
-                // The scanner reads the pause file every pass: it saw it.
-                self.scanner_seen = before;
+            if change == PauseChange::Lift {
+                // The scanner reads the pause file at every pass (every
+                // `scan_interval_s`, 5 s): it sees the lift at once and
+                // starts the replay (`Scanner::pass`).
+                let seen = self.scanner_seen.take().or(before);
+                if let (true, Some(before)) = (self.paced, &seen) {
+                    let now = unix_s(w.now_ms);
+                    self.replay = replay_after(before, now, self.replay);
+                }
             }
         }
         // Else claimed into the outbox, no retry file: due at once.
@@ -146,9 +152,14 @@ impl Host {
     /// The scanner starts (at boot): `Scanner::new`, `pace_as_daemon`.
     pub fn start_scanner(&mut self, w: &mut World) {
         self.scanner_seen = self.pause.clone();
-        self.drain = None;
+        self.replay = None;
         self.start_hold = if self.paced {
-            host::hold_after_restart(self.pause.as_ref(), unix_s(w.now_ms), w.rng.unit())
+            host::hold_after_restart(
+                self.pause.as_ref(),
+                unix_s(w.now_ms),
+                w.rng.unit(),
+                host::DEFAULT_PROBE_INTERVAL,
+            )
         } else {
             0
         };
@@ -159,11 +170,16 @@ impl Host {
         let now = unix_s(w.now_ms);
         let seen = std::mem::replace(&mut self.scanner_seen, self.pause.clone());
         if let (true, Some(before), None) = (self.paced, &seen, &self.pause) {
-            self.drain = Drain::after_outage(known(before.since), now, self.drain);
+            self.replay = replay_after(before, now, self.replay);
         }
         if self.pause.as_ref().is_some_and(|p| p.holds(now)) || now < self.start_hold {
             return;
         }
+        let suspects = self
+            .pause
+            .as_ref()
+            .map(|p| p.suspects.clone())
+            .unwrap_or_default();
         let due = schedule::plan(
             self.pending
                 .iter()
@@ -171,13 +187,12 @@ impl Host {
                 .map(|p| Due {
                     id: p.id.clone(),
                     in_outbox: true,
-                    not_before: p.not_before,
-                    failed_attempts: p.retry.attempts,
+                    recorded_at: p.recorded_at,
                 })
                 .collect(),
-            &mut self.drain,
+            &mut self.replay,
+            &suspects,
             now,
-            w.rng.unit(),
         );
         for id in due {
             let Some(i) = self.pending.iter().position(|p| p.id == id) else {
@@ -200,11 +215,12 @@ impl Host {
                     break;
                 }
                 PauseChange::Lift => {
-                    let since = self.scanner_seen.take().and_then(|p| known(p.since));
-                    if self.paced {
-                        self.drain = Drain::after_outage(since, unix_s(w.now_ms), self.drain);
+                    let before = self.scanner_seen.take();
+                    if let (true, Some(before)) = (self.paced, &before) {
+                        let now = unix_s(w.now_ms);
+                        self.replay = replay_after(before, now, self.replay);
                     }
-                    if self.drain.is_some() {
+                    if self.replay.is_some() {
                         break;
                     }
                 }
@@ -216,10 +232,10 @@ impl Host {
     /// the episode's transition and the host pause. The outcome is what
     /// the scanner learns of it (`None` once it left the queue).
     fn attempt(&mut self, i: usize, w: &mut World) -> (PauseChange, Option<schedule::Outcome>) {
-        let verdict = w.receiver.answer(self.index, w.now_ms);
-        let signal = HostSignal::of(&verdict, false);
+        let (verdict, contact) = w.receiver.answer(self.index, w.now_ms);
         let now = system_time(w.now_ms);
         let p = &mut self.pending[i];
+        let signal = HostSignal::of(&verdict, contact, &p.id);
         let transition = machine::decide(Attempt::Answered(verdict), &p.retry, now, w.rng.unit());
         let kind = transition.outcome();
         let outcome = match transition {
@@ -243,7 +259,13 @@ impl Host {
             // This receiver never refuses a host nor fails locally.
             Transition::Hold { .. } | Transition::Stay { .. } => None,
         };
-        let change = host::after_signal(&signal, self.pause.as_ref(), now, w.rng.unit());
+        let change = host::after_signal(
+            &signal,
+            self.pause.as_ref(),
+            now,
+            w.rng.unit(),
+            host::DEFAULT_PROBE_INTERVAL,
+        );
         match &change {
             PauseChange::Keep => {}
             PauseChange::Lift => self.pause = None,
@@ -252,24 +274,31 @@ impl Host {
         (change, outcome)
     }
 
-    /// When the scanner next has something to do, on its pass grid: the
-    /// earliest due entry, not before the pause is over. `after_ms` is the
-    /// earliest allowed time.
-    pub fn next_pass(&self, after_ms: u64, interval_ms: u64) -> Option<u64> {
-        let due = self.pending.iter().map(|p| p.not_before).min()?;
-        let mut at = ms_of_unix(due).max(after_ms);
-        if let Some(p) = &self.pause
-            && p.holds(unix_s(after_ms))
-        {
-            at = at.max(ms_of_unix(p.until));
-        }
-        at = at.max(ms_of_unix(self.start_hold));
-        if let Some(d) = self.drain {
-            at = at.max(ms_of_unix(d.next_at.min(d.until)));
-        }
-        let phase = self.scan_phase_ms % interval_ms;
-        Some(at + (phase + interval_ms - at % interval_ms) % interval_ms)
+    /// When the scanner next has something to do (`Scanner::next_wake_in`,
+    /// [`schedule::next_due`]): it wakes then, not before `after_ms`.
+    pub fn next_pass(&self, after_ms: u64) -> Option<u64> {
+        let now = unix_s(after_ms);
+        let pause_until = self
+            .pause
+            .as_ref()
+            .filter(|p| p.holds(now))
+            .map(|p| p.until);
+        let due = schedule::next_due(
+            self.pending.iter().map(|p| (p.not_before, p.recorded_at)),
+            self.replay,
+            pause_until,
+            self.start_hold,
+            now,
+        )?;
+        Some(ms_of_unix(due).max(after_ms))
     }
+}
+
+/// As the scanner's `replay_after`: a replay only after a receiver that was
+/// unavailable.
+fn replay_after(before: &HostPause, now: u64, running: Option<Replay>) -> Option<Replay> {
+    let since = known(before.since).filter(|_| !before.refused);
+    Replay::after_outage(since, now, running)
 }
 
 fn known(since: u64) -> Option<u64> {

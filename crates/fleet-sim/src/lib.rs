@@ -6,7 +6,8 @@
 //!
 //! Model: a host records one episode every `record_every_s` at its own
 //! random phase; `ship-episode` runs at once for it; the scanner passes
-//! every `scan_interval_s` at its own random phase. Uploads are
+//! when something is due (a retry, the end of a pause, a turn of a replay),
+//! as the daemon wakes for it. Uploads are
 //! instantaneous (a pass ships its due entries in the same instant: the
 //! worst case for bursts); the receiver has a capacity per second only in
 //! the overload scenario, and otherwise answers everyone, so the tables

@@ -27,6 +27,10 @@ struct Args {
     /// Run only the scenarios whose name contains this.
     #[arg(long)]
     only: Option<String>,
+
+    /// Also print each scenario's load minute by minute.
+    #[arg(long)]
+    series: bool,
 }
 
 fn main() {
@@ -46,10 +50,9 @@ fn main() {
     let started = Instant::now();
     let outcomes: Vec<_> = scenarios.iter().map(Scenario::run).collect();
     println!(
-        "{} hosts, one episode per host every {} min, scan every {} s, seed {}{}\n",
+        "{} hosts, one episode per host every {} min, seed {}{}\n",
         args.hosts,
         scenario::RECORD_EVERY_S / 60,
-        scenario::SCAN_INTERVAL_MS / 1000,
         args.seed,
         if args.unpaced {
             ", unpaced (as before)"
@@ -58,6 +61,11 @@ fn main() {
         }
     );
     print!("{}", scenario::table(&outcomes));
+    if args.series {
+        for o in &outcomes {
+            println!("\n{}", o.series());
+        }
+    }
     eprintln!(
         "\n{} scenarios simulated in {:.1} s",
         outcomes.len(),

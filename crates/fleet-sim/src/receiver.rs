@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use cis490::machine::host::Contact;
 use cis490::outcome::Verdict;
 
 /// How every request fails during an outage.
@@ -24,6 +25,13 @@ impl Failure {
             Failure::Refused => "connection refused".into(),
             Failure::Unavailable => "503".into(),
             Failure::UnavailableRetryAfter(s) => format!("503, Retry-After: {s}"),
+        }
+    }
+
+    fn contact(self) -> Contact {
+        match self {
+            Failure::Refused => Contact::NotReached,
+            Failure::Unavailable | Failure::UnavailableRetryAfter(_) => Contact::Reached,
         }
     }
 
@@ -98,8 +106,9 @@ impl Receiver {
         }
     }
 
-    /// The answer to one upload from `host` at `now_ms`.
-    pub fn answer(&mut self, host: u32, now_ms: u64) -> Verdict {
+    /// The answer to one upload from `host` at `now_ms`, and how far the
+    /// upload got.
+    pub fn answer(&mut self, host: u32, now_ms: u64) -> (Verdict, Contact) {
         let s = now_ms / 1000;
         let second = s as usize;
         let outage = self
@@ -108,7 +117,7 @@ impl Receiver {
             .find(|o| (o.from_s..o.until_s).contains(&s) && o.hosts.is_none_or(|n| host < n));
         if let Some(o) = outage {
             self.traffic.count(second, true);
-            return o.failure.verdict();
+            return (o.failure.verdict(), o.failure.contact());
         }
         if let Some(o) = self.overload
             && (o.from_s..o.until_s).contains(&s)
@@ -117,10 +126,11 @@ impl Receiver {
                 - self.traffic.failed.get(second).copied().unwrap_or(0);
             if served >= o.capacity {
                 self.traffic.count(second, true);
-                return Failure::UnavailableRetryAfter(o.retry_after_s).verdict();
+                let failure = Failure::UnavailableRetryAfter(o.retry_after_s);
+                return (failure.verdict(), failure.contact());
             }
         }
         self.traffic.count(second, false);
-        Verdict::Shipped { status: 201 }
+        (Verdict::Shipped { status: 201 }, Contact::Reached)
     }
 }

@@ -11,7 +11,6 @@ pub const STEADY_FROM_S: u64 = 600;
 /// ...until the trouble starts.
 pub const TROUBLE_AT_S: u64 = 3600;
 pub const RECORD_EVERY_S: u64 = 600;
-pub const SCAN_INTERVAL_MS: u64 = 5000;
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -32,7 +31,6 @@ impl Scenario {
             fleet: Fleet {
                 hosts,
                 record_every_s: RECORD_EVERY_S,
-                scan_interval_ms: SCAN_INTERVAL_MS,
                 // Long enough to see a drain that takes 3× the outage.
                 duration_s: recovery_s + 3 * outage_s + 1800,
                 seed,
@@ -106,11 +104,19 @@ impl Scenario {
         let run = simulate(&self.fleet);
         let measure = Measure::of(&run, (STEADY_FROM_S, TROUBLE_AT_S), self.recovery_s);
         let goals = Goals::check(&measure, self.outage_s);
+        let per_minute = run
+            .traffic
+            .requests
+            .chunks(60)
+            .map(|m| m.iter().map(|&c| u64::from(c)).sum::<u64>() as f64 / 60.0)
+            .collect();
         Outcome {
             name: self.name.clone(),
             outage_s: self.outage_s,
+            recovery_s: self.recovery_s,
             measure,
             goals,
+            per_minute,
         }
     }
 }
@@ -137,8 +143,32 @@ pub fn standard(hosts: u32, seed: u64) -> Vec<Scenario> {
 pub struct Outcome {
     pub name: String,
     pub outage_s: u64,
+    pub recovery_s: u64,
     pub measure: Measure,
     pub goals: Goals,
+    /// Requests per second, averaged over each minute of the run.
+    pub per_minute: Vec<f64>,
+}
+
+impl Outcome {
+    /// The load minute by minute from the start of the trouble, as
+    /// multiples of the steady mean: where a herd or a drain shows.
+    pub fn series(&self) -> String {
+        let from = (TROUBLE_AT_S / 60) as usize;
+        let recovery = (self.recovery_s / 60) as usize;
+        let steady = self.measure.steady_rate.max(f64::MIN_POSITIVE);
+        let mut s = format!("{}: minute from recovery, × steady mean\n", self.name);
+        for (m, rate) in self.per_minute.iter().enumerate().skip(from) {
+            let _ = writeln!(
+                s,
+                "{:+5} {:5.2} {}",
+                m as i64 - recovery as i64,
+                rate / steady,
+                "#".repeat((rate / steady * 10.0).round() as usize)
+            );
+        }
+        s
+    }
 }
 
 fn minutes(s: f64) -> String {

@@ -1,12 +1,9 @@
-//! The CI-sized fleet: 1,000 hosts through the shipper's real backoff code.
-//! A change that would make a fleet storm the receiver after an outage
-//! (no jitter, no host-wide pause, no paced backlog) fails here.
-//!
-//! The goals of issue 14 that the current logic meets are asserted as
-//! stated. The peak goal (≤ 2× steady) is not met yet by the probes that
-//! follow the pauses of ≤ 300 s (see docs/operations.md, "Fleet load after
-//! an outage"): the peak is held to the ceiling measured now, with margin,
-//! so that it cannot grow unnoticed.
+//! The CI-sized fleet: 1,000 hosts through the shipper's real backoff code,
+//! one hour of receiver outage. Every goal of issue 14 is asserted as
+//! stated, plus a ceiling on the sustained load, so a change that would
+//! make a fleet storm the receiver after an outage (shorter pauses, the
+//! seed's doubling schedule, no replay, scanners waking in step) fails the
+//! build. The run is seeded: the same code gives the same numbers.
 
 use fleet_sim::measure::{Goals, Measure};
 use fleet_sim::receiver::Failure;
@@ -14,16 +11,18 @@ use fleet_sim::scenario::Scenario;
 
 const HOSTS: u32 = 1000;
 const SEED: u64 = 14;
-/// Measured: 4.8–5.5× over seeds 1–3 and 14 (busiest minute after
-/// recovery over the steady mean). A fleet retrying in lockstep or
-/// dumping its backlog goes far past it.
-const LOAD_CEILING: f64 = 6.5;
-/// Measured: about 8 failed requests per host in 10 minutes (one per pause
-/// of 1, 2, 4 … 300 s).
-const WASTE_PER_HOST_PER_10_MIN: u64 = 12;
+const OUTAGE_S: u64 = 3600;
+/// The busiest minute after recovery over the steady mean. Measured 2.3 to
+/// 2.5 over seeds 1 to 8 (the replay doubles the load for an hour, and the
+/// probes' spread adds a little); the logic before this limit existed gave
+/// 5 and more, the seed's schedule with the backlog sent at once 15.
+const LOAD_CEILING: f64 = 2.75;
+/// About one failed probe per host per pause of 9.3 to 9.8 minutes, plus the
+/// quick retry and the first failure: 8 per host in the hour, measured.
+const WASTE_PER_HOST_PER_HOUR: u64 = 9;
 
-fn check(outcome_of: &Scenario) -> (Measure, Goals) {
-    let o = outcome_of.run();
+fn run() -> (Measure, Goals) {
+    let o = Scenario::outage(HOSTS, SEED, OUTAGE_S, Failure::Refused).run();
     eprintln!(
         "{}\n{:?}",
         fleet_sim::scenario::table(std::slice::from_ref(&o)),
@@ -33,10 +32,14 @@ fn check(outcome_of: &Scenario) -> (Measure, Goals) {
 }
 
 #[test]
-fn a_ten_minute_outage_does_not_storm_the_receiver() {
-    let outage_s = 600;
-    let (m, goals) = check(&Scenario::outage(HOSTS, SEED, outage_s, Failure::Refused));
-    assert_eq!(m.unshipped, 0, "every episode shipped");
+fn an_hour_long_outage_meets_every_goal() {
+    let (m, goals) = run();
+    assert_eq!(m.unshipped, 0, "every episode shipped: {m:?}");
+    assert!(
+        goals.peak_ok,
+        "busiest second after recovery {} against {} before: over 2×: {m:?}",
+        m.peak_1s, m.steady_peak_1s
+    );
     assert!(
         goals.drained_ok,
         "backlog drained within 2× the outage: {m:?}"
@@ -45,41 +48,25 @@ fn a_ten_minute_outage_does_not_storm_the_receiver() {
         goals.wait_ok,
         "no episode waited more than outage + 10 min: {m:?}"
     );
+    // The backlog is replayed over about the outage's length, not dumped.
+    let drained = m.drained_s.unwrap_or(0.0);
     assert!(
-        m.load_ratio() <= LOAD_CEILING,
-        "busiest minute {:.1}× the steady rate: {m:?}",
-        m.load_ratio()
-    );
-    assert!(
-        m.wasted <= u64::from(HOSTS) * WASTE_PER_HOST_PER_10_MIN * outage_s / 600,
-        "{} requests wasted on the outage: {m:?}",
-        m.wasted
+        drained >= 0.9 * OUTAGE_S as f64,
+        "drained in {drained} s: dumped"
     );
 }
 
 #[test]
-fn the_backlog_of_an_hour_is_replayed_not_dumped() {
-    let outage_s = 3600;
-    let (m, goals) = check(&Scenario::outage(HOSTS, SEED, outage_s, Failure::Refused));
-    assert_eq!(m.unshipped, 0, "every episode shipped");
-    assert!(
-        goals.drained_ok,
-        "backlog drained within 2× the outage: {m:?}"
-    );
-    // Paced over about the outage's length, not shipped within minutes.
-    let drained = m.drained_s.unwrap_or(0.0);
-    assert!(
-        drained >= 0.75 * outage_s as f64,
-        "drained in {drained} s: dumped"
-    );
+fn the_sustained_load_and_the_failed_probes_stay_bounded() {
+    let (m, _) = run();
     assert!(
         m.load_ratio() <= LOAD_CEILING,
-        "busiest minute {:.1}× the steady rate: {m:?}",
+        "busiest minute {:.2}× the steady rate: {m:?}",
         m.load_ratio()
     );
     assert!(
-        m.longest_wait_s <= outage_s as f64 + 900.0,
-        "an episode waited {:.0} s: {m:?}",
-        m.longest_wait_s
+        m.wasted <= u64::from(HOSTS) * WASTE_PER_HOST_PER_HOUR * OUTAGE_S / 3600,
+        "{} requests wasted on the outage: {m:?}",
+        m.wasted
     );
 }

@@ -24,6 +24,7 @@ mod multipart;
 pub mod plan;
 mod request;
 
+use crate::machine::host::Contact;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -67,9 +68,8 @@ impl std::fmt::Debug for S3Transport {
 #[derive(Debug)]
 pub struct S3Attempt {
     pub verdict: Verdict,
-    /// Our own failure (cancelled, the staged archive unreadable): it says
-    /// nothing about the store.
-    pub local: bool,
+    /// How far it got (a local failure says nothing about the store).
+    pub contact: Contact,
     /// Archive bytes sent in this attempt (parts resent included).
     pub sent: u64,
 }
@@ -153,16 +153,16 @@ impl S3Transport {
     ) -> S3Attempt {
         let mut sent = 0u64;
         let result = self.attempt(upload, state, persist, cancel, on_progress, &mut sent);
-        let (verdict, local) = match result {
-            Ok(v) | Err(Stop::Verdict(v)) => (v, false),
+        let (verdict, contact) = match result {
+            Ok(v) | Err(Stop::Verdict(v)) => (v, Contact::Reached),
             Err(Stop::Transport(e)) => {
-                let local = matches!(e, TransportError::Cancelled | TransportError::Archive(_));
+                let contact = e.contact();
                 let verdict = Verdict::Transient {
                     status: None,
                     reason: e.to_string(),
                     retry_after: None,
                 };
-                (verdict, local)
+                (verdict, contact)
             }
         };
         // Settled without completing it: the upload is abandoned, abort it.
@@ -176,7 +176,7 @@ impl S3Transport {
         }
         S3Attempt {
             verdict,
-            local,
+            contact,
             sent,
         }
     }

@@ -65,7 +65,7 @@ fn error_codes_map_to_verdicts_and_host_signals() {
         assert_eq!(v.kind(), *outcome, "{status} {code}: {v:?}");
         // Nothing the store says about auth or the bucket quarantines.
         assert!(!matches!(v, Verdict::Quarantine { .. }), "{status} {code}");
-        let got = match HostSignal::of(&v, false) {
+        let got = match signal_of(&v) {
             HostSignal::Refused { .. } => "refused",
             HostSignal::Unavailable { .. } => "unavailable",
             HostSignal::Answered => "answered",
@@ -328,4 +328,14 @@ fn list_parts_answers_are_read_whatever_their_root() {
         Ok("abc".to_string())
     );
     assert!(parse_upload_id("<Nope/>").is_err());
+}
+
+/// What the host pause hears from a verdict on an upload that reached the
+/// receiver.
+fn signal_of(verdict: &Verdict) -> HostSignal {
+    HostSignal::of(
+        verdict,
+        crate::machine::host::Contact::Reached,
+        &crate::layout::EpisodeId::parse("ep").expect("id"),
+    )
 }
