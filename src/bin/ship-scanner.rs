@@ -130,6 +130,7 @@ fn run(
     while !signals::stop_requested() {
         let started = Instant::now();
         let pass = guarded_pass(scanner, heartbeat);
+        let failed = pass.is_err();
         match &pass {
             Ok(report) => metrics.after_run(&report.run),
             Err(_) => metrics.refresh(),
@@ -155,7 +156,13 @@ fn run(
             tracing::info!("{status}");
         }
         last_status = status;
-        sleep(scanner.next_wake_in(interval), heartbeat);
+        // After a failed pass, the interval: not a retry every second.
+        let wake = if failed {
+            interval
+        } else {
+            scanner.next_wake_in(interval)
+        };
+        sleep(wake, heartbeat);
     }
     heartbeat.stopping();
     tracing::info!("stopped on request");

@@ -9,12 +9,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::bandwidth::RateSchedule;
 use toml::{Table, Value};
 
 pub mod check;
 mod metrics;
+mod shipper;
 pub use metrics::{DEFAULT_TEXTFILE, MetricsSettings};
+pub use shipper::ShipperSettings;
 pub mod s3;
 pub use s3::{S3_SECRET_CREDENTIAL, S3Receiver};
 
@@ -82,22 +83,6 @@ pub struct ReceiverConfig {
     pub verify_tls: bool,
     /// Set for an `s3://` url: the object store to ship into.
     pub s3: Option<Box<S3Receiver>>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ShipperSettings {
-    pub scan_interval: Duration,
-    /// Stall timeout: how long an upload may make no progress.
-    pub request_timeout: Duration,
-    pub gzip_level: u32,
-    /// Share of the data filesystem that staging never takes (0 = off).
-    pub disk_reserve_percent: f64,
-    /// Upload bandwidth, rclone `--bwlimit` style.
-    pub upload_rate_limit: RateSchedule,
-    /// Threads for compression (0 = every core).
-    pub compress_threads: usize,
-    /// How often a receiver that is away is probed.
-    pub receiver_probe_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -176,27 +161,7 @@ impl Config {
 
         let receiver = p.receiver(&mut root, credentials_dir)?;
 
-        let mut shipper = p.section(&mut root, "shipper")?;
-        let scan_interval = p.seconds(&mut shipper, "scan_interval_s", 5.0, 0.1, 86_400.0)?;
-        let request_timeout = p.seconds(&mut shipper, "request_timeout_s", 60.0, 1.0, 86_400.0)?;
-        let gzip_level = p.integer(&mut shipper, "gzip_level", 6, 0, 9)? as u32;
-        let disk_reserve_percent =
-            p.float(&mut shipper, "disk_reserve_percent", 10.0, 0.0, 95.0)?;
-        let upload_rate_limit = match p.optional_str(&mut shipper, "upload_rate_limit")? {
-            None => RateSchedule::unlimited(),
-            Some(text) => RateSchedule::parse(&text)
-                .map_err(|m| p.key_error("shipper.upload_rate_limit", m))?,
-        };
-        let compress_threads = p.integer(&mut shipper, "compress_threads", 0, 0, 1024)? as usize;
-        use crate::machine::host::{DEFAULT_PROBE_INTERVAL, MAX_PROBE_INTERVAL};
-        let receiver_probe_interval = p.seconds(
-            &mut shipper,
-            "receiver_probe_interval_s",
-            DEFAULT_PROBE_INTERVAL.as_secs_f64(),
-            1.0,
-            MAX_PROBE_INTERVAL.as_secs_f64(),
-        )?;
-        p.finish(shipper)?;
+        let shipper = p.shipper(&mut root, file)?;
 
         let mut retention = p.section(&mut root, "retention")?;
         let keep_local_for_days = p.integer(&mut retention, "keep_local_for_days", 7, 0, 36_500)?;
@@ -237,15 +202,7 @@ impl Config {
             host_id,
             data_root,
             receiver,
-            shipper: ShipperSettings {
-                scan_interval,
-                request_timeout,
-                gzip_level,
-                disk_reserve_percent,
-                upload_rate_limit,
-                compress_threads,
-                receiver_probe_interval,
-            },
+            shipper,
             retention: RetentionSettings {
                 keep_local_for_days: keep_local_for_days as u32,
                 quarantine_keep_days: quarantine_keep_days as u32,

@@ -78,6 +78,13 @@ fn wrong_type_and_range_are_errors() {
     ))
     .expect("valid");
     assert_eq!(c.shipper.receiver_probe_interval, Duration::from_secs(120));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("shipper.receiver_probe_interval_s = 120")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]

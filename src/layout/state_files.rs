@@ -23,7 +23,8 @@ pub struct RetryState {
     pub last_error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<u16>,
-    /// Unix seconds of the claim, for backlog age.
+    /// Unix seconds it was first staged (claimed and archived), for the
+    /// backlog's age in doctor.
     #[serde(default)]
     pub claimed_at: u64,
     /// SHA-256 (hex) and size of the staged `outbox/<id>.tar.gz`, so that a

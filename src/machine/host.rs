@@ -8,21 +8,25 @@
 //!   TLS or DNS failure, a stall, a 2xx that cannot count (sent before the
 //!   whole body, or with another Repr-Digest). Retry-After is a floor.
 //! - Any other answer lifts the pause: the receiver is back.
-//! - The first failure of a row is retried after the seed's first step (a
-//!   blip costs a second). From the second on the receiver is away, and the
-//!   host probes it once per `shipper.receiver_probe_interval_s` (95 to 100 %
-//!   of it; by default 9.3 to 9.8 minutes, [`DEFAULT_PROBE_INTERVAL`]), or
-//!   later if Retry-After says so. A refusal is this host's own problem,
-//!   fixed by its operator: it keeps the seed's schedule (1, 2, 4 … 300 s),
-//!   so shipping resumes soon after the fix. Not the seed's doubling 2, 4 … 300 s: in
-//!   a fleet every probe a host makes in its first minutes of trouble lands
-//!   on the receiver in the second it comes back (the fleet simulator,
-//!   `crates/fleet-sim`, measured 5× the steady load); one probe per
+//! - An unavailable receiver: the first failure of a row is retried after
+//!   the seed's first step (a blip costs a second). From the second on the
+//!   receiver is away, and the host probes it once per
+//!   `shipper.receiver_probe_interval_s` (95 to 100 % of it, the first time
+//!   50 to 100 %; by default 590 s, [`DEFAULT_PROBE_INTERVAL`]), or later if
+//!   Retry-After says so. Not the seed's doubling 2, 4 … 300 s: in a fleet, every probe
+//!   a host makes in its first minutes of trouble lands on the receiver in
+//!   the seconds it comes back (the fleet simulator, `crates/fleet-sim`,
+//!   measured 5× the steady rate in the busiest second); one probe per
 //!   interval adds about one steady rate, and is noticed within 10 minutes.
+//! - A refusal is this host's own problem, fixed by its operator: it keeps
+//!   the seed's schedule (1, 2, 4 … 300 s), so shipping resumes within
+//!   minutes of the fix.
 //! - An episode the receiver may have failed on for its own sake (a 500, a
 //!   stall mid-upload; not a 429/502/503/504, a Retry-After or no
 //!   connection at all) is a suspect of the row: it is not the probe while
-//!   others are due, so one bad episode cannot hold the queue.
+//!   others are due, so one bad episode cannot hold the queue, and while it
+//!   is the only suspect its failures are retried after a second (another
+//!   episode goes first) rather than counted as the receiver being away.
 
 use std::time::{Duration, SystemTime};
 
@@ -47,6 +51,11 @@ const MAX_REFUSED_PAUSE: Duration = Duration::from_secs(300);
 /// into step, little enough that the fleet's probes stay near one per host
 /// per interval.
 const AWAY_PAUSE_FROM: f64 = 0.95;
+/// The first of them is drawn from half the interval up: hosts that failed
+/// in the same second (a receiver crash cutting every upload in flight)
+/// fall out of step at once (and the fleet simulator measured a slightly
+/// lower peak than with 95 % for every pause).
+const FIRST_AWAY_PAUSE_FROM: f64 = 0.5;
 /// Suspects remembered per row of failures (the newest).
 const MAX_SUSPECTS: usize = 8;
 
@@ -200,6 +209,25 @@ fn horizon() -> Duration {
     MAX_RETRY_AFTER.max(MAX_PROBE_INTERVAL)
 }
 
+/// The pause in force, from the one this process last set (`mine`,
+/// `stored` if it reached the disk) and the one on disk. The disk is the
+/// truth (another process lifted or renewed it), except for a pause of ours
+/// that could not be written (a full disk): that one still holds here.
+pub fn pause_in_force(
+    mine: Option<&HostPause>,
+    stored: bool,
+    on_disk: Option<HostPause>,
+    now: u64,
+) -> Option<HostPause> {
+    match (mine, on_disk) {
+        (Some(mine), None) if !stored && mine.holds(now) => Some(mine.clone()),
+        (Some(mine), Some(disk)) if !stored && mine.until > disk.until && mine.holds(now) => {
+            Some(mine.clone())
+        }
+        (_, on_disk) => on_disk,
+    }
+}
+
 /// How the pause changes after one signal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PauseChange {
@@ -271,7 +299,14 @@ pub fn after_signal(
                 suspects.push(id.clone());
             }
             let floor = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
-            let schedule = away_pause(failures, jitter, probe_every);
+            // One episode failing for its own sake says nothing about the
+            // receiver as a whole: retry at once, with another episode.
+            let lone_suspect = suspect.is_some() && suspects.len() == 1;
+            let schedule = if lone_suspect {
+                backoff_with(1, None, jitter)
+            } else {
+                away_pause(failures, jitter, probe_every)
+            };
             pause(schedule.max(floor), false, *status, reason, None, suspects)
         }
     }
@@ -283,7 +318,12 @@ fn away_pause(failures: u32, jitter: f64, probe_every: Duration) -> Duration {
     if failures <= 1 {
         return backoff_with(1, None, jitter);
     }
-    let share = AWAY_PAUSE_FROM + (1.0 - AWAY_PAUSE_FROM) * jitter.clamp(0.0, 1.0);
+    let from = if failures == 2 {
+        FIRST_AWAY_PAUSE_FROM
+    } else {
+        AWAY_PAUSE_FROM
+    };
+    let share = from + (1.0 - from) * jitter.clamp(0.0, 1.0);
     probe_every.min(MAX_PROBE_INTERVAL).mul_f64(share)
 }
 
@@ -291,7 +331,7 @@ fn away_pause(failures: u32, jitter: f64, probe_every: Duration) -> Duration {
 /// pause it found on disk. A pause still holding is waited out; one that
 /// ran out while the host was down is not a licence to probe at once: a
 /// lab that boots together would probe together. The first probe comes at
-/// a random point of one probe interval instead.
+/// a random point of one probe interval instead (of 300 s after a refusal).
 pub fn hold_after_restart(
     pause: Option<&HostPause>,
     now: u64,
@@ -301,8 +341,15 @@ pub fn hold_after_restart(
     match pause {
         None => now,
         Some(p) if p.holds(now) => p.until,
-        Some(_) => {
-            let spread = probe_every.min(MAX_PROBE_INTERVAL).as_secs_f64() * jitter.clamp(0.0, 1.0);
+        Some(p) => {
+            // A refusal's operator is waiting for the fix to take: the
+            // refused schedule's cap, not a whole probe interval.
+            let over = if p.refused {
+                MAX_REFUSED_PAUSE
+            } else {
+                probe_every.min(MAX_PROBE_INTERVAL)
+            };
+            let spread = over.as_secs_f64() * jitter.clamp(0.0, 1.0);
             now.saturating_add(spread.round() as u64)
         }
     }

@@ -305,28 +305,114 @@ fn a_restarted_scanner_waits_out_a_pause_and_spreads_a_stale_one() {
         .map(|&j| hold_after_restart(Some(&stale), NOW, j, PROBE))
         .collect();
     assert_eq!(holds, [NOW, NOW + 295, NOW + 589]);
+    // After a refusal, its operator is waiting: within the refused cap.
+    let refused = HostPause {
+        refused: true,
+        ..stale
+    };
+    assert_eq!(
+        hold_after_restart(Some(&refused), NOW, 0.999, PROBE),
+        NOW + 300
+    );
 }
 
 /// A blip is retried after a second; a receiver away is probed once per
-/// 95 to 100 % of the probe interval (by default under 10 minutes with the
-/// scanner's wake on top, so an episode waits at most the outage plus 10
-/// minutes), whatever the jitter, however long the row; a configured
-/// interval is held to its bounds.
+/// 95 to 100 % of the probe interval, the first time 50 to 100 % (by
+/// default under 10 minutes with the scanner's wake on top, so an episode
+/// waits at most the outage plus 10 minutes), whatever the jitter, however
+/// long the row; a configured interval is held to its bounds.
 #[test]
 fn one_quick_retry_then_one_probe_per_interval() {
+    let secs = Duration::from_secs;
     for j in [0.0, 0.5, 0.999] {
         let first = away_pause(1, j, PROBE).as_secs_f64();
         assert!((0.8..=1.2).contains(&first), "{first}");
-        for n in [2, 3, 9, 1000] {
+        let p = away_pause(2, j, PROBE);
+        assert!(p >= secs(295) && p <= PROBE, "{p:?}");
+        for n in [3, 9, 1000] {
             let p = away_pause(n, j, PROBE);
-            assert!(p >= Duration::from_secs(560) && p <= PROBE, "{p:?}");
-            let short = away_pause(n, j, Duration::from_secs(20));
-            assert!(short >= Duration::from_secs(19) && short <= Duration::from_secs(20));
-            let long = away_pause(n, j, Duration::from_secs(86_400));
+            assert!(p >= secs(560) && p <= PROBE, "{p:?}");
+            let short = away_pause(n, j, secs(20));
+            assert!(short >= secs(19) && short <= secs(20), "{short:?}");
+            let long = away_pause(n, j, secs(86_400));
             assert!(long <= MAX_PROBE_INTERVAL, "{long:?}");
         }
     }
-    assert!(DEFAULT_PROBE_INTERVAL <= Duration::from_secs(590));
+    assert_eq!(away_pause(2, 0.0, PROBE), secs(295));
+    assert!(DEFAULT_PROBE_INTERVAL <= secs(590));
+}
+
+/// One episode the receiver fails on for its own sake costs a second, not
+/// a probe interval: the next probe is another episode. Two such episodes
+/// in a row of failures mean the receiver itself is failing.
+#[test]
+fn a_lone_suspect_is_retried_at_once() {
+    let failed = |episode: &str| {
+        HostSignal::of(
+            &transient(Some(500), None),
+            Contact::Reached,
+            &EpisodeId::parse(episode).expect("id"),
+        )
+    };
+    let next = |signal: &HostSignal, before: Option<&HostPause>| match after_signal(
+        signal,
+        before,
+        now(),
+        0.5,
+        PROBE,
+    ) {
+        PauseChange::Start(p) => p,
+        other => panic!("{other:?}"),
+    };
+    let mut p = next(&failed("poison"), None);
+    for _ in 0..5 {
+        assert_eq!((p.until - NOW, p.suspects.len()), (1, 1), "{p:?}");
+        p = next(&failed("poison"), Some(&p));
+    }
+    let other = next(&failed("other"), Some(&p));
+    assert!(other.until - NOW >= 560, "two suspects: {other:?}");
+    // After an outage (no connection: no suspects), a poison probe still
+    // costs only a second.
+    let away = HostSignal::Unavailable {
+        status: None,
+        reason: "refused".into(),
+        retry_after: None,
+        suspect: None,
+    };
+    let outage = next(&away, Some(&next(&away, None)));
+    assert!(outage.until - NOW >= 295, "{outage:?}");
+    assert_eq!(next(&failed("poison"), Some(&outage)).until - NOW, 1);
+}
+
+/// The scanner trusts the pause file (another process may have lifted or
+/// renewed it), except for a pause of its own that never reached it.
+#[test]
+fn the_pause_in_force_is_the_one_on_disk_unless_ours_was_not_stored() {
+    let mine = pause(NOW + 500);
+    let shorter = pause(NOW + 100);
+    let cases = [
+        (true, None, None),
+        (false, None, Some(mine.clone())),
+        (true, Some(shorter.clone()), Some(shorter.clone())),
+        (false, Some(shorter.clone()), Some(mine.clone())),
+    ];
+    for (stored, on_disk, expected) in cases {
+        assert_eq!(
+            pause_in_force(Some(&mine), stored, on_disk.clone(), NOW),
+            expected,
+            "stored {stored}, on disk {on_disk:?}"
+        );
+    }
+    // Ours ran out: the disk again.
+    assert_eq!(pause_in_force(Some(&mine), false, None, NOW + 600), None);
+}
+
+/// A pause file written before suspects existed still reads.
+#[test]
+fn an_older_pause_file_reads() {
+    let old = r#"{"until":1800000100,"failures":3,"since":1799999000,"refused":false,"status":503,"reason":"HTTP 503"}"#;
+    let p: HostPause = serde_json::from_str(old).expect("old pause file");
+    assert_eq!((p.failures, p.suspects.len()), (3, 0));
 }
 
 /// A refused host keeps the seed's schedule: its operator fixes it, and

@@ -46,8 +46,8 @@ struct Entry {
     known: bool,
     /// Failures that left no retry time behind (lock or claim errors).
     local_failures: u32,
-    /// Unix seconds it was claimed (its retry state), else when its
-    /// directory was renamed into place: the age a pass orders by.
+    /// Unix seconds it was recorded ([`recorded_at`]): the age a pass
+    /// orders by, and its turn in a replay.
     recorded_at: u64,
 }
 
@@ -63,9 +63,11 @@ pub struct Scanner {
     shipper: Shipper,
     queue: BTreeMap<EpisodeId, Entry>,
     /// The receiver pause as last read or set (shared on disk with
-    /// `ship-episode`).
+    /// `ship-episode`), and whether the one we set reached the disk.
     pause: Option<HostPause>,
-    /// The backlog of a long outage, being replayed at its own pace.
+    pause_stored: bool,
+    /// The backlog of outages, being replayed at its own pace (kept on
+    /// disk too).
     replay: Option<Replay>,
     /// Unix seconds before which this scanner, just started, sends nothing.
     start_hold: u64,
@@ -83,11 +85,13 @@ impl Scanner {
     pub fn new(config: &Config, stop: &'static AtomicBool) -> Result<Scanner, ShipError> {
         let shipper = Shipper::new(config)?;
         let pause = shipper.host_pause();
+        let replay = shipper.replay();
         Ok(Scanner {
             shipper,
             queue: BTreeMap::new(),
             pause,
-            replay: None,
+            pause_stored: true,
+            replay,
             start_hold: 0,
             paced: false,
             warned_names: BTreeSet::new(),
@@ -145,7 +149,7 @@ impl Scanner {
                     not_before: 0,
                     known: true,
                     local_failures: 0,
-                    recorded_at: renamed_at(&layout, State::Episodes, &id, now),
+                    recorded_at: recorded_at(&layout, State::Episodes, &id, now),
                 },
             };
             queue.insert(id, entry);
@@ -158,7 +162,7 @@ impl Scanner {
                     not_before: 0,
                     known: false,
                     local_failures: 0,
-                    recorded_at: renamed_at(&layout, State::Outbox, &id, now),
+                    recorded_at: recorded_at(&layout, State::Outbox, &id, now),
                 },
             };
             // Beyond the horizon from now: the clock was set back since it
@@ -167,9 +171,6 @@ impl Scanner {
             if !entry.known || entry.not_before <= now || beyond {
                 entry.not_before = match RetryState::load(&layout, &id) {
                     Ok(Some(r)) => {
-                        if r.claimed_at > 0 {
-                            entry.recorded_at = r.claimed_at;
-                        }
                         let path = layout.retry_file(&id);
                         let written_at = fs::metadata(&path).ok().map(|m| m.mtime().max(0) as u64);
                         due_within_horizon(r.next_attempt_at, written_at, now, horizon)
@@ -218,18 +219,13 @@ impl Scanner {
         let mut run = RunReport::default();
         let now = unix_now();
         let on_disk = self.shipper.host_pause();
-        // A pause that could not be written (a full disk) still holds here.
-        let kept = match (&self.pause, &on_disk) {
-            (Some(mine), None) if mine.holds(now) => Some(mine.clone()),
-            (Some(mine), Some(disk)) if mine.until > disk.until && mine.holds(now) => {
-                Some(mine.clone())
-            }
-            _ => on_disk,
-        };
+        let kept =
+            host::pause_in_force(self.pause.as_ref(), self.pause_stored, on_disk.clone(), now);
+        self.pause_stored = kept == on_disk;
         let seen = std::mem::replace(&mut self.pause, kept);
         if let (true, Some(before), None) = (self.paced, &seen, &self.pause) {
             // `ship-episode` got an answer meanwhile: the receiver is back.
-            self.replay = replay_after(before, now, self.replay);
+            self.replay_after(before, now);
         }
         if let Some(p) = &self.pause
             && p.holds(now)
@@ -245,6 +241,7 @@ impl Scanner {
             .as_ref()
             .map(|p| p.suspects.clone())
             .unwrap_or_default();
+        let replaying = self.replay.is_some();
         let due = schedule::plan(
             self.queue
                 .iter()
@@ -259,6 +256,9 @@ impl Scanner {
             &suspects,
             now,
         );
+        if replaying && self.replay.is_none() {
+            self.shipper.store_replay(None); // over
+        }
         if self.pause.is_some() && !due.is_empty() {
             tracing::info!("receiver pause over: trying one episode first");
         }
@@ -281,30 +281,38 @@ impl Scanner {
             let change = self.shipper.note_host(&r.host);
             self.settle(&r);
             run.push(r);
-            match change {
+            match &change {
                 PauseChange::Lift => {
-                    let before = self.pause.take();
-                    if let (true, Some(before)) = (self.paced, &before) {
-                        self.replay = replay_after(before, unix_now(), self.replay);
-                    }
-                    if self.replay.is_some() {
-                        // The probe got through: the rest at its own pace.
-                        tracing::info!(
-                            "the receiver is back after a long outage: the backlog is replayed \
-                             at the pace it was recorded"
-                        );
-                        break;
+                    if let (true, Some(before)) = (self.paced, self.pause.take()) {
+                        self.replay_after(&before, unix_now());
                     }
                 }
                 PauseChange::Start(p) => {
+                    self.pause_stored = self.shipper.host_pause().as_ref() == Some(p);
                     self.pause = Some(p.clone());
-                    run.paused = Some(p);
-                    break;
+                    run.paused = Some(p.clone());
                 }
                 PauseChange::Keep => {}
             }
+            if !schedule::pass_goes_on(&change, self.replay.as_ref()) {
+                break;
+            }
         }
         Ok(self.report(run))
+    }
+
+    /// The receiver answered at `now` after `before`: replay the backlog
+    /// ([`schedule::replay_after`]), on disk too.
+    fn replay_after(&mut self, before: &HostPause, now: u64) {
+        let replay = schedule::replay_after(before, now, self.replay.take());
+        if replay.is_some() {
+            tracing::info!(
+                "the receiver is back after an outage: its backlog is replayed at the pace it \
+                 was recorded"
+            );
+            self.shipper.store_replay(replay.as_ref());
+        }
+        self.replay = replay;
     }
 
     /// Update the queue from one episode's outcome, as
@@ -355,7 +363,13 @@ impl Scanner {
     /// ([`schedule::next_due`]), at least a second, at most `interval`
     /// (new episodes are looked for at least that often).
     pub fn next_wake_in(&self, interval: Duration) -> Duration {
-        let now = unix_now();
+        // One reading: whole seconds for the due times, and how far into
+        // the current second we are, to wake as the due second starts.
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let now = clock.as_secs();
+        let into_second = Duration::from_nanos(u64::from(clock.subsec_nanos()));
         let pause_until = self
             .pause
             .as_ref()
@@ -363,17 +377,11 @@ impl Scanner {
             .map(|p| p.until);
         let due = schedule::next_due(
             self.queue.values().map(|e| (e.not_before, e.recorded_at)),
-            self.replay,
+            self.replay.as_ref(),
             pause_until,
             self.start_hold,
             now,
         );
-        // To the instant the due second starts, not a whole second late.
-        let into_second = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(Duration::ZERO, |d| {
-                Duration::from_nanos(u64::from(d.subsec_nanos()))
-            });
         due.map_or(interval, |at| {
             Duration::from_secs(at.saturating_sub(now)).saturating_sub(into_second)
         })
@@ -419,7 +427,7 @@ impl Scanner {
         if total == 0 {
             return "idle: nothing pending".into();
         }
-        if let Some(r) = self.replay.filter(|r| now < r.until()) {
+        if let Some(r) = self.replay.as_ref().filter(|r| now < r.until()) {
             return format!(
                 "{pending}, backlog of an outage replayed at its own pace for {}s more",
                 r.until() - now
@@ -432,21 +440,15 @@ impl Scanner {
     }
 }
 
-/// When the directory of `id` was renamed into `state` (its ctime), as an
-/// age; `now` if it cannot be read.
-fn renamed_at(layout: &Layout, state: State, id: &EpisodeId, now: u64) -> u64 {
-    fs::symlink_metadata(layout.episode_dir(state, id))
-        .map(|m| m.ctime().max(0) as u64)
-        .unwrap_or(now)
-}
-
-/// The replay of the backlog once the receiver answers at `now` after
-/// `pause`: only after a receiver that was unavailable (a refusal is this
-/// host's problem, its backlog burdens no one else), and only if the pause
-/// file recorded when the outage began.
-fn replay_after(pause: &HostPause, now: u64, running: Option<Replay>) -> Option<Replay> {
-    let since = (pause.since > 0 && !pause.refused).then_some(pause.since);
-    Replay::after_outage(since, now, running)
+/// When `id` was recorded, as an age: its `done.marker`'s mtime (written
+/// by the recorder, kept through every rename), else when its directory
+/// was renamed into `state`, else `now`.
+fn recorded_at(layout: &Layout, state: State, id: &EpisodeId, now: u64) -> u64 {
+    let dir = layout.episode_dir(state, id);
+    fs::symlink_metadata(dir.join(crate::layout::DONE_MARKER))
+        .map(|m| m.mtime())
+        .or_else(|_| fs::symlink_metadata(&dir).map(|m| m.ctime()))
+        .map_or(now, |t| t.max(0) as u64)
 }
 
 /// Packing and uploading progress keeps the watchdog fed; a stop request

@@ -3,7 +3,10 @@
 //! host-wide pause is [`crate::machine::host`].) Pure: `now` and `jitter`
 //! come from the caller.
 
+use serde::{Deserialize, Serialize};
+
 use crate::layout::{EpisodeId, State};
+use crate::machine::host::{HostPause, PauseChange};
 use crate::outcome::{OutcomeKind, backoff_with};
 
 /// What the scanner knows of one episode's result.
@@ -97,58 +100,111 @@ pub const MIN_PACED_OUTAGE_S: u64 = 120;
 /// The longest outage replayed at its own pace; a longer one is replayed
 /// faster, over this long.
 pub const MAX_PACED_OUTAGE_S: u64 = 6 * 3600;
+/// Outages remembered by one replay (a flaky receiver adds one per row of
+/// failures); past that the oldest is forgotten and its backlog paced by
+/// the later ones only.
+const MAX_OUTAGES: usize = 16;
 
-/// The backlog of an outage, replayed at the pace it was recorded: an
-/// episode recorded `d` seconds into the outage is due `d` seconds after
-/// the receiver came back. A host then adds its own recording rate to the
-/// receiver's load, so a whole fleet coming back at most doubles it, and
-/// every episode waits about as long as the outage lasted. The probe that
-/// found the receiver back was the oldest episode: the next one follows
-/// at the pace it was recorded.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Replay {
-    /// Unix seconds: when the outage began, and when it ended for this
-    /// host (plus any later outage, which delays the replay as long).
+/// One outage whose backlog is replayed: the receiver failed from `since`
+/// until it answered again at `lift` (unix seconds); `pace` is seconds of
+/// replay per second of outage (< 1 only after one over 6 hours).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Outage {
     pub since: u64,
     pub lift: u64,
-    /// Seconds of replay per second of outage (< 1 after a very long one).
     pub pace: f64,
 }
 
+/// The backlog of outages, replayed at the pace it was recorded: an
+/// episode recorded `d` seconds into an outage is due `d` seconds after the
+/// receiver answered again. A host then adds its own recording rate to the
+/// receiver's load, so a whole fleet coming back at most doubles it, and
+/// every episode waits about as long as the outage it fell into. The probe
+/// that found the receiver back was the oldest episode: the next follows
+/// at the pace it was recorded. An episode still waiting when another
+/// outage begins is held back as long as that one lasts; one recorded
+/// after an outage is not paced by it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Replay {
+    /// Oldest first.
+    pub outages: Vec<Outage>,
+}
+
 impl Replay {
-    /// After the receiver answered at `now` again, following a pause whose
-    /// row of failures began at `since` (`None`: unknown). A replay still
-    /// running resumes where it stopped, delayed by this outage.
+    /// After the receiver answered at `now` again, following a row of
+    /// failures that began at `since` (`None`: unknown). A replay still
+    /// running takes the new outage in, however short.
     pub fn after_outage(since: Option<u64>, now: u64, running: Option<Replay>) -> Option<Replay> {
+        let running = running.filter(|r| now < r.until());
         let outage = since.map_or(0, |s| now.saturating_sub(s));
-        if let Some(r) = running.filter(|r| now < r.until()) {
-            return Some(Replay {
-                lift: r.lift.saturating_add(outage),
-                ..r
-            });
-        }
-        if outage < MIN_PACED_OUTAGE_S {
-            return None;
+        if outage == 0 || (outage < MIN_PACED_OUTAGE_S && running.is_none()) {
+            return running;
         }
         // A clock that jumped, or a week-long outage, must not spread the
         // backlog over weeks.
         let pace = (MAX_PACED_OUTAGE_S as f64 / outage as f64).min(1.0);
-        Some(Replay {
+        let mut replay = running.unwrap_or_default();
+        replay.outages.push(Outage {
             since: now - outage,
             lift: now,
             pace,
-        })
+        });
+        if replay.outages.len() > MAX_OUTAGES {
+            replay.outages.remove(0);
+        }
+        Some(replay)
     }
 
     /// When an episode recorded at `recorded_at` is due again.
     pub fn slot(&self, recorded_at: u64) -> u64 {
-        let into = recorded_at.saturating_sub(self.since) as f64 * self.pace;
-        self.lift.saturating_add(into.round() as u64)
+        let mut due = recorded_at;
+        for o in self.outages.iter().filter(|o| recorded_at < o.lift) {
+            due = match due.checked_sub(o.since) {
+                // Due before the outage began, and still waiting: at once
+                // after it.
+                None => o.lift,
+                Some(into) => o.lift.saturating_add((into as f64 * o.pace).round() as u64),
+            };
+        }
+        due
     }
 
-    /// Everything recorded during the outage is due by then.
+    /// The replay as read back from disk at `now`: `None` once over, or
+    /// if it reaches further than any outages could (a clock set back, a
+    /// file edited by hand).
+    pub fn as_read(self, now: u64) -> Option<Replay> {
+        let furthest = now.saturating_add(MAX_OUTAGES as u64 * MAX_PACED_OUTAGE_S);
+        let until = self.until();
+        (now < until && until <= furthest && self.outages.len() <= MAX_OUTAGES).then_some(self)
+    }
+
+    /// Everything recorded before the last lift is due by then.
     pub fn until(&self) -> u64 {
-        self.slot(self.lift)
+        self.outages
+            .iter()
+            .map(|o| self.slot(o.lift.saturating_sub(1)))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The replay once the receiver answers at `now` after `pause`: only after
+/// a receiver that was unavailable (a refusal is this host's problem, its
+/// backlog burdens no one else), and only if the pause recorded when the
+/// row began.
+pub fn replay_after(pause: &HostPause, now: u64, running: Option<Replay>) -> Option<Replay> {
+    let since = (pause.since > 0 && !pause.refused).then_some(pause.since);
+    Replay::after_outage(since, now, running)
+}
+
+/// Whether a pass goes on with its next entry after an upload changed the
+/// pause so: not once a pause began (the probe failed), nor once the probe
+/// got through and a replay paces the rest.
+pub fn pass_goes_on(change: &PauseChange, replay: Option<&Replay>) -> bool {
+    match change {
+        PauseChange::Keep => true,
+        PauseChange::Start(_) => false,
+        PauseChange::Lift => replay.is_none(),
     }
 }
 
@@ -159,7 +215,7 @@ impl Replay {
 /// together does not probe in step.
 pub fn next_due(
     entries: impl Iterator<Item = (u64, u64)>,
-    replay: Option<Replay>,
+    replay: Option<&Replay>,
     pause_until: Option<u64>,
     start_hold: u64,
     now: u64,
@@ -179,7 +235,7 @@ pub fn plan(
     suspects: &[String],
     now: u64,
 ) -> Vec<EpisodeId> {
-    let Some(r) = replay.filter(|r| now < r.until()) else {
+    let Some(r) = replay.as_ref().filter(|r| now < r.until()) else {
         *replay = None;
         return order(due, suspects);
     };
@@ -298,24 +354,48 @@ mod tests {
         assert_eq!(Replay::after_outage(Some(NOW - 60), NOW, None), None);
         assert_eq!(Replay::after_outage(None, NOW, None), None);
         let r = Replay::after_outage(Some(NOW - 3600), NOW, None).expect("paced");
-        assert_eq!((r.since, r.lift, r.pace), (NOW - 3600, NOW, 1.0));
-        assert_eq!(r.until(), NOW + 3600);
+        let first = Outage {
+            since: NOW - 3600,
+            lift: NOW,
+            pace: 1.0,
+        };
+        assert_eq!(r.outages, [first]);
+        assert_eq!(r.until(), NOW + 3599);
         // Recorded 10 minutes into the outage: due 10 minutes after it.
         assert_eq!(r.slot(NOW - 3000), NOW + 600);
         assert_eq!(r.slot(NOW - 9000), NOW, "older than the outage: at once");
-        // Another outage during the replay delays the rest as long.
-        let later = NOW + 100;
-        let again = Replay::after_outage(Some(later - 30), later, Some(r)).expect("running");
-        assert_eq!((again.since, again.lift), (NOW - 3600, NOW + 30));
+        assert_eq!(r.slot(NOW + 10), NOW + 10, "recorded after it: not paced");
+        // Another outage during the replay, from NOW + 70 to NOW + 100: what
+        // was still waiting is held back 30 s more; what it left behind is
+        // paced by it alone; what came between waits for its end.
+        let again =
+            Replay::after_outage(Some(NOW + 70), NOW + 100, Some(r.clone())).expect("running");
+        assert_eq!(again.outages.len(), 2);
         assert_eq!(again.slot(NOW - 3000), NOW + 630);
-        // One that is over is forgotten.
+        assert_eq!(again.slot(NOW + 80), NOW + 110);
+        assert_eq!(again.slot(NOW + 50), NOW + 100);
+        assert_eq!(again.until(), NOW + 3629);
+        // Even a short one is taken in while a replay runs; none after.
+        let blip = Replay::after_outage(Some(NOW + 95), NOW + 100, Some(r.clone()));
+        assert_eq!(blip.map(|b| b.slot(NOW - 3000)), Some(NOW + 605));
         assert_eq!(
-            Replay::after_outage(Some(NOW + 3990), NOW + 4000, Some(r)),
+            Replay::after_outage(Some(NOW + 3990), NOW + 4000, Some(r.clone())),
             None
         );
         // A week away is replayed over six hours, not a week.
         let week = Replay::after_outage(Some(NOW - 7 * 86_400), NOW, None).expect("paced");
-        assert_eq!(week.until(), NOW + MAX_PACED_OUTAGE_S);
+        assert!((NOW + MAX_PACED_OUTAGE_S - 1..=NOW + MAX_PACED_OUTAGE_S).contains(&week.until()));
+        // Read back from disk: over, or reaching too far, is nothing.
+        assert_eq!(r.clone().as_read(NOW), Some(r.clone()));
+        assert_eq!(r.as_read(NOW + 3600), None);
+        let far = Replay {
+            outages: vec![Outage {
+                since: NOW,
+                lift: NOW + 10 * 365 * 86_400,
+                pace: 1.0,
+            }],
+        };
+        assert_eq!(far.as_read(NOW), None);
     }
 
     #[test]
@@ -333,18 +413,70 @@ mod tests {
         assert!(plan(backlog(), &mut replay, &[], NOW).is_empty());
         assert_eq!(
             names(&plan(backlog(), &mut replay, &[], NOW + 100)),
-            ["oldest"]
+            ["oldest", "new"]
         );
         assert_eq!(
             names(&plan(backlog(), &mut replay, &[], NOW + 600)),
-            ["oldest", "older"]
+            ["oldest", "older", "new"]
         );
-        assert_eq!(replay.map(|r| r.lift), Some(NOW));
+        assert!(replay.is_some());
         // Once the replay is over, all that is due goes, oldest first.
         let all = plan(backlog(), &mut replay, &[], NOW + 3600);
         assert_eq!(names(&all), ["oldest", "older", "mid", "new"]);
         assert_eq!(replay, None);
         let mut none = None;
         assert_eq!(plan(backlog(), &mut none, &[], NOW).len(), 4);
+    }
+
+    #[test]
+    fn a_pass_stops_at_a_pause_and_after_a_lift_into_a_replay() {
+        let replay = Replay::after_outage(Some(NOW - 3600), NOW, None);
+        assert!(pass_goes_on(&PauseChange::Keep, None));
+        assert!(pass_goes_on(&PauseChange::Lift, None));
+        assert!(!pass_goes_on(&PauseChange::Lift, replay.as_ref()));
+        let p = HostPause {
+            until: NOW + 1,
+            failures: 1,
+            since: NOW,
+            refused: false,
+            status: None,
+            reason: "r".into(),
+            fix: None,
+            suspects: Vec::new(),
+        };
+        assert!(!pass_goes_on(&PauseChange::Start(p.clone()), None));
+        // A refusal's backlog is not replayed.
+        let refused = HostPause {
+            refused: true,
+            since: NOW - 3600,
+            ..p.clone()
+        };
+        assert_eq!(replay_after(&refused, NOW, None), None);
+        let away = HostPause {
+            since: NOW - 3600,
+            ..p
+        };
+        assert_eq!(replay_after(&away, NOW, None), replay);
+    }
+
+    #[test]
+    fn the_scanner_wakes_for_the_first_thing_due() {
+        let replay = Replay::after_outage(Some(NOW - 3600), NOW, None);
+        let entries = || [(NOW + 50, NOW - 3500), (NOW + 900, NOW + 10)].into_iter();
+        assert_eq!(next_due(entries(), None, None, 0, NOW), Some(NOW + 50));
+        // Its turn in the replay, the pause's end, the start hold: the latest.
+        assert_eq!(
+            next_due(entries(), replay.as_ref(), None, 0, NOW),
+            Some(NOW + 100)
+        );
+        assert_eq!(
+            next_due(entries(), None, Some(NOW + 70), 0, NOW),
+            Some(NOW + 70)
+        );
+        assert_eq!(
+            next_due(entries(), None, None, NOW + 80, NOW),
+            Some(NOW + 80)
+        );
+        assert_eq!(next_due([].into_iter(), None, Some(NOW + 70), 0, NOW), None);
     }
 }

@@ -1,6 +1,8 @@
 //! The host-wide pause on disk (`data_root/.receiver-pause.json`), shared by
-//! `ship-episode` runs and the scanner. What it should be is decided in
-//! [`crate::machine::host`]; this reads, writes and logs it.
+//! `ship-episode` runs and the scanner, and the scanner's replay of an
+//! outage's backlog (`data_root/.receiver-replay.json`). What they should be
+//! is decided in [`crate::machine::host`] and [`crate::scan::schedule`];
+//! this reads, writes and logs them.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -9,11 +11,16 @@ use std::time::Duration;
 use crate::layout::{read_json, remove_if_present, unix_now, write_json};
 use crate::machine::host::{self, HostPause, HostSignal, PauseChange};
 use crate::outcome::random_unit;
+use crate::scan::schedule::Replay;
 
 use super::Shipper;
 
 /// Hidden, so that no listing of the data root takes it for anything else.
 pub const PAUSE_FILE: &str = ".receiver-pause.json";
+/// The replay on disk, so that a scanner restarted during one (an upgrade,
+/// a watchdog kill) goes on pacing the backlog instead of sending the rest
+/// at once.
+pub const REPLAY_FILE: &str = ".receiver-replay.json";
 
 impl Shipper {
     /// `shipper.receiver_probe_interval_s`.
@@ -100,6 +107,34 @@ impl Shipper {
             }
         }
         change
+    }
+}
+
+impl Shipper {
+    /// The replay on disk, if one is running and plausible
+    /// ([`Replay::as_read`]).
+    pub fn replay(&self) -> Option<Replay> {
+        match read_json::<Replay>(&self.layout.root().join(REPLAY_FILE)) {
+            Ok(r) => r.and_then(|r| r.as_read(unix_now())),
+            Err(e) => {
+                tracing::warn!("{e}: ignoring the replay of the last outage");
+                None
+            }
+        }
+    }
+
+    /// Keep the replay on disk (`None`: it is over).
+    pub fn store_replay(&self, replay: Option<&Replay>) {
+        let path = self.layout.root().join(REPLAY_FILE);
+        let _writing = crate::signals::StateWrite::begin();
+        let stored = match replay {
+            Some(r) => write_json(&path, r),
+            None => remove_if_present(&path),
+        };
+        if let Err(e) = stored {
+            // The scanner still paces from memory; only a restart forgets.
+            tracing::warn!("cannot record the replay of the last outage: {e}");
+        }
     }
 }
 

@@ -15,7 +15,8 @@
 //!
 //! Every retry time, pause and pass order comes from `cis490`: `decide`,
 //! `HostSignal::of`, `after_signal`, `HostPause::holds`, `hold_after_restart`,
-//! `schedule::plan`, `Replay::after_outage` and `schedule::after_outcome`.
+//! `pause_in_force`, `schedule::plan`, `replay_after`, `pass_goes_on`, `next_due`
+//! and `schedule::after_outcome`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -142,17 +143,17 @@ impl Host {
                 let seen = self.scanner_seen.take().or(before);
                 if let (true, Some(before)) = (self.paced, &seen) {
                     let now = unix_s(w.now_ms);
-                    self.replay = replay_after(before, now, self.replay);
+                    self.replay = schedule::replay_after(before, now, self.replay.take());
                 }
             }
         }
         // Else claimed into the outbox, no retry file: due at once.
     }
 
-    /// The scanner starts (at boot): `Scanner::new`, `pace_as_daemon`.
+    /// The scanner starts (at boot): `Scanner::new` (the pause and the
+    /// replay as on disk), `pace_as_daemon`.
     pub fn start_scanner(&mut self, w: &mut World) {
         self.scanner_seen = self.pause.clone();
-        self.replay = None;
         self.start_hold = if self.paced {
             host::hold_after_restart(
                 self.pause.as_ref(),
@@ -168,9 +169,11 @@ impl Host {
     /// One scanner pass (`Scanner::pass`), at a time it may have work.
     pub fn scan_pass(&mut self, w: &mut World) {
         let now = unix_s(w.now_ms);
-        let seen = std::mem::replace(&mut self.scanner_seen, self.pause.clone());
+        // Every pause reaches the simulated disk.
+        let kept = host::pause_in_force(self.scanner_seen.as_ref(), true, self.pause.clone(), now);
+        let seen = std::mem::replace(&mut self.scanner_seen, kept);
         if let (true, Some(before), None) = (self.paced, &seen, &self.pause) {
-            self.replay = replay_after(before, now, self.replay);
+            self.replay = schedule::replay_after(before, now, self.replay.take());
         }
         if self.pause.as_ref().is_some_and(|p| p.holds(now)) || now < self.start_hold {
             return;
@@ -208,22 +211,18 @@ impl Host {
                     p.not_before = not_before;
                 }
             }
-            match change {
+            match &change {
                 PauseChange::Keep => {}
-                PauseChange::Start(p) => {
-                    self.scanner_seen = Some(p);
-                    break;
-                }
+                PauseChange::Start(p) => self.scanner_seen = Some(p.clone()),
                 PauseChange::Lift => {
-                    let before = self.scanner_seen.take();
-                    if let (true, Some(before)) = (self.paced, &before) {
+                    if let (true, Some(before)) = (self.paced, self.scanner_seen.take()) {
                         let now = unix_s(w.now_ms);
-                        self.replay = replay_after(before, now, self.replay);
-                    }
-                    if self.replay.is_some() {
-                        break;
+                        self.replay = schedule::replay_after(&before, now, self.replay.take());
                     }
                 }
+            }
+            if !schedule::pass_goes_on(&change, self.replay.as_ref()) {
+                break;
             }
         }
     }
@@ -285,22 +284,11 @@ impl Host {
             .map(|p| p.until);
         let due = schedule::next_due(
             self.pending.iter().map(|p| (p.not_before, p.recorded_at)),
-            self.replay,
+            self.replay.as_ref(),
             pause_until,
             self.start_hold,
             now,
         )?;
         Some(ms_of_unix(due).max(after_ms))
     }
-}
-
-/// As the scanner's `replay_after`: a replay only after a receiver that was
-/// unavailable.
-fn replay_after(before: &HostPause, now: u64, running: Option<Replay>) -> Option<Replay> {
-    let since = known(before.since).filter(|_| !before.refused);
-    Replay::after_outage(since, now, running)
-}
-
-fn known(since: u64) -> Option<u64> {
-    (since > 0).then_some(since)
 }

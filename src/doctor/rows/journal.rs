@@ -171,7 +171,9 @@ pub(super) fn journal_rows(f: &Facts, a: &Activity, window: &str, rows: &mut Vec
                 ),
             )
             .detail(format!(
-                "{draining}; {outbox}; they are retried with backoff (up to 5 min)."
+                "{draining}; {outbox}; they are retried on their own: the receiver is probed once per \
+                 shipper.receiver_probe_interval_s (about 10 min) while away, then the backlog is \
+                 replayed at the pace it was recorded."
             ))
             .fix(format!(
                 "usually nothing: retries continue on their own. If it persists, check the \
