@@ -182,6 +182,21 @@ pub struct HostPause {
 }
 
 impl HostPause {
+    /// An unavailable receiver's pause, for tests.
+    #[cfg(test)]
+    pub(crate) fn example(until: u64, since: u64) -> HostPause {
+        HostPause {
+            until,
+            failures: 1,
+            since,
+            refused: false,
+            status: None,
+            reason: "r".into(),
+            fix: None,
+            suspects: Vec::new(),
+        }
+    }
+
     /// The pause as read back from a file written at `written_at` (its
     /// mtime): one that reaches further than any rule sets (the clock was
     /// ahead when it was written, a hand-edited file) ends at that horizon

@@ -51,36 +51,6 @@ fn what_each_verdict_says_about_the_receiver() {
         (transient(Some(408), None), Reached, HostSignal::Answered),
         (transient(Some(100), None), Reached, HostSignal::Answered),
         (transient(Some(500), None), Local, HostSignal::Silent),
-        (
-            transient(Some(429), None),
-            Reached,
-            unavailable(Some(429), false),
-        ),
-        (
-            transient(Some(500), None),
-            Reached,
-            unavailable(Some(500), true),
-        ),
-        (
-            transient(Some(502), None),
-            Reached,
-            unavailable(Some(502), false),
-        ),
-        (
-            transient(Some(503), None),
-            Reached,
-            unavailable(Some(503), false),
-        ),
-        (
-            transient(Some(504), None),
-            Reached,
-            unavailable(Some(504), false),
-        ),
-        (
-            transient(Some(200), None),
-            Reached,
-            unavailable(Some(200), true),
-        ),
         // A stall or a dropped connection mid-upload may be the episode's.
         (transient(None, None), Reached, unavailable(None, true)),
         (transient(None, None), NotReached, unavailable(None, false)),
@@ -99,7 +69,23 @@ fn what_each_verdict_says_about_the_receiver() {
             },
         ),
     ];
-    for (verdict, contact, expected) in rows {
+    // Overloaded or down for everyone, or possibly about this episode.
+    let statuses = [
+        (429, false),
+        (500, true),
+        (502, false),
+        (503, false),
+        (504, false),
+        (200, true),
+    ];
+    let by_status = statuses.map(|(status, suspect)| {
+        (
+            transient(Some(status), None),
+            Reached,
+            unavailable(Some(status), suspect),
+        )
+    });
+    for (verdict, contact, expected) in rows.into_iter().chain(by_status) {
         assert_eq!(
             HostSignal::of(&verdict, contact, &id()),
             expected,
@@ -190,16 +176,7 @@ fn every_signal_from_every_prior_pause() {
 
 #[test]
 fn a_pause_from_a_wrong_clock_does_not_hold() {
-    let pause = HostPause {
-        until: NOW + 10 * 365 * 86_400,
-        failures: 1,
-        since: NOW,
-        refused: false,
-        status: None,
-        reason: "r".into(),
-        fix: None,
-        suspects: Vec::new(),
-    };
+    let pause = HostPause::example(NOW + 10 * 365 * 86_400, NOW);
     assert!(!pause.holds(NOW));
     assert_eq!(pause.left(NOW), 0);
     let at_horizon = HostPause {

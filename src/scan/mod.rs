@@ -370,15 +370,10 @@ impl Scanner {
             .unwrap_or_default();
         let now = clock.as_secs();
         let into_second = Duration::from_nanos(u64::from(clock.subsec_nanos()));
-        let pause_until = self
-            .pause
-            .as_ref()
-            .filter(|p| p.holds(now))
-            .map(|p| p.until);
         let due = schedule::next_due(
             self.queue.values().map(|e| (e.not_before, e.recorded_at)),
             self.replay.as_ref(),
-            pause_until,
+            self.pause.as_ref(),
             self.start_hold,
             now,
         );

@@ -216,10 +216,11 @@ pub fn pass_goes_on(change: &PauseChange, replay: Option<&Replay>) -> bool {
 pub fn next_due(
     entries: impl Iterator<Item = (u64, u64)>,
     replay: Option<&Replay>,
-    pause_until: Option<u64>,
+    pause: Option<&HostPause>,
     start_hold: u64,
     now: u64,
 ) -> Option<u64> {
+    let pause_until = pause.filter(|p| p.holds(now)).map(|p| p.until);
     let replay = replay.filter(|r| now < r.until());
     let due = entries
         .map(|(not_before, recorded_at)| not_before.max(replay.map_or(0, |r| r.slot(recorded_at))))
@@ -434,16 +435,7 @@ mod tests {
         assert!(pass_goes_on(&PauseChange::Keep, None));
         assert!(pass_goes_on(&PauseChange::Lift, None));
         assert!(!pass_goes_on(&PauseChange::Lift, replay.as_ref()));
-        let p = HostPause {
-            until: NOW + 1,
-            failures: 1,
-            since: NOW,
-            refused: false,
-            status: None,
-            reason: "r".into(),
-            fix: None,
-            suspects: Vec::new(),
-        };
+        let p = HostPause::example(NOW + 1, NOW);
         assert!(!pass_goes_on(&PauseChange::Start(p.clone()), None));
         // A refusal's backlog is not replayed.
         let refused = HostPause {
@@ -463,6 +455,7 @@ mod tests {
     fn the_scanner_wakes_for_the_first_thing_due() {
         let replay = Replay::after_outage(Some(NOW - 3600), NOW, None);
         let entries = || [(NOW + 50, NOW - 3500), (NOW + 900, NOW + 10)].into_iter();
+        let held = HostPause::example(NOW + 70, NOW - 600);
         assert_eq!(next_due(entries(), None, None, 0, NOW), Some(NOW + 50));
         // Its turn in the replay, the pause's end, the start hold: the latest.
         assert_eq!(
@@ -470,13 +463,19 @@ mod tests {
             Some(NOW + 100)
         );
         assert_eq!(
-            next_due(entries(), None, Some(NOW + 70), 0, NOW),
+            next_due(entries(), None, Some(&held), 0, NOW),
             Some(NOW + 70)
         );
         assert_eq!(
             next_due(entries(), None, None, NOW + 80, NOW),
             Some(NOW + 80)
         );
-        assert_eq!(next_due([].into_iter(), None, Some(NOW + 70), 0, NOW), None);
+        assert_eq!(next_due([].into_iter(), None, Some(&held), 0, NOW), None);
+        // A pause that ran out holds nothing back.
+        let over = HostPause::example(NOW - 5, NOW - 600);
+        assert_eq!(
+            next_due(entries(), None, Some(&over), 0, NOW),
+            Some(NOW + 50)
+        );
     }
 }

@@ -276,18 +276,12 @@ impl Host {
     /// When the scanner next has something to do (`Scanner::next_wake_in`,
     /// [`schedule::next_due`]): it wakes then, not before `after_ms`.
     pub fn next_pass(&self, after_ms: u64) -> Option<u64> {
-        let now = unix_s(after_ms);
-        let pause_until = self
-            .pause
-            .as_ref()
-            .filter(|p| p.holds(now))
-            .map(|p| p.until);
         let due = schedule::next_due(
             self.pending.iter().map(|p| (p.not_before, p.recorded_at)),
             self.replay.as_ref(),
-            pause_until,
+            self.pause.as_ref(),
             self.start_hold,
-            now,
+            unix_s(after_ms),
         )?;
         Some(ms_of_unix(due).max(after_ms))
     }
