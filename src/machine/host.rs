@@ -82,6 +82,9 @@ pub enum HostSignal {
         status: u16,
         reason: String,
         fix: String,
+        /// The episode tried: a refusal may also be its own (a rule on
+        /// its path), so it goes behind others as the next probe.
+        suspect: Option<String>,
     },
     /// Overloaded, failing or unreachable.
     Unavailable {
@@ -110,6 +113,7 @@ impl HostSignal {
                 status: *status,
                 reason: reason.clone(),
                 fix: fix.to_string(),
+                suspect: Some(episode.to_string()),
             },
             Verdict::Transient { .. } if contact == Contact::Local => HostSignal::Silent,
             Verdict::Transient {
@@ -136,6 +140,7 @@ impl HostSignal {
                           receiver.url to the address it redirects to (the scheme, host and \
                           port of the receiver itself)"
                         .into(),
+                    suspect: Some(episode.to_string()),
                 },
                 // 408, or a 1xx final answer: the receiver is there.
                 Some(_) => HostSignal::Answered,
@@ -293,26 +298,25 @@ pub fn after_signal(
             status,
             reason,
             fix,
-        } => pause(
-            backoff_with(failures, None, jitter).min(MAX_REFUSED_PAUSE),
-            true,
-            Some(*status),
-            reason,
-            Some(fix.clone()),
-            suspects,
-        ),
+            suspect,
+        } => {
+            add_suspect(&mut suspects, suspect.as_ref());
+            pause(
+                backoff_with(failures, None, jitter).min(MAX_REFUSED_PAUSE),
+                true,
+                Some(*status),
+                reason,
+                Some(fix.clone()),
+                suspects,
+            )
+        }
         HostSignal::Unavailable {
             status,
             reason,
             retry_after,
             suspect,
         } => {
-            if let Some(id) = suspect.as_ref().filter(|id| !suspects.contains(id)) {
-                if suspects.len() == MAX_SUSPECTS {
-                    suspects.remove(0);
-                }
-                suspects.push(id.clone());
-            }
+            add_suspect(&mut suspects, suspect.as_ref());
             let floor = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
             // One episode failing for its own sake says nothing about the
             // receiver as a whole: retry at once, with another episode.
@@ -324,6 +328,16 @@ pub fn after_signal(
             };
             pause(schedule.max(floor), false, *status, reason, None, suspects)
         }
+    }
+}
+
+/// Remember `suspect` for the row (once, the newest [`MAX_SUSPECTS`]).
+fn add_suspect(suspects: &mut Vec<String>, suspect: Option<&String>) {
+    if let Some(id) = suspect.filter(|id| !suspects.contains(id)) {
+        if suspects.len() == MAX_SUSPECTS {
+            suspects.remove(0);
+        }
+        suspects.push(id.clone());
     }
 }
 

@@ -66,6 +66,7 @@ fn what_each_verdict_says_about_the_receiver() {
                 status: 401,
                 reason: "r".into(),
                 fix: host_error_fix(401).into(),
+                suspect: Some("ep-1".into()),
             },
         ),
     ];
@@ -134,6 +135,7 @@ fn every_signal_from_every_prior_pause() {
         status: 401,
         reason: "no".into(),
         fix: "fix it".into(),
+        suspect: None,
     };
     for before in [None, Some(prior(1, NOW - 5)), Some(prior(8, NOW + 60))] {
         let n = before.as_ref().map_or(0, |p| p.failures) + 1;
@@ -400,6 +402,7 @@ fn a_refusal_keeps_the_seeds_schedule() {
         status: 401,
         reason: "no".into(),
         fix: "fix".into(),
+        suspect: None,
     };
     let mut before = None;
     let mut pauses = Vec::new();
@@ -441,13 +444,24 @@ fn suspects_gather_over_a_row_and_go_with_it() {
     }
     assert_eq!(p.suspects.len(), MAX_SUSPECTS);
     assert_eq!(p.suspects.last().map(String::as_str), Some("e9"));
+    // A refused episode goes behind others as the next probe too (a rule
+    // on its path would otherwise refuse the host for good).
     let refused = HostSignal::Refused {
         status: 401,
         reason: "no".into(),
         fix: "fix".into(),
+        suspect: Some("e9".into()),
     };
     let kept = start(&refused, Some(&p));
     assert_eq!(kept.suspects, p.suspects);
+    let newly = HostSignal::Refused {
+        status: 401,
+        reason: "no".into(),
+        fix: "fix".into(),
+        suspect: Some("held".into()),
+    };
+    let held = start(&newly, Some(&p));
+    assert_eq!(held.suspects.last().map(String::as_str), Some("held"));
     assert_eq!(
         after_signal(&HostSignal::Answered, Some(&kept), now(), 0.5, PROBE),
         PauseChange::Lift
