@@ -29,6 +29,7 @@ mod entropy;
 mod gzip;
 mod hash;
 mod walk;
+mod zeros;
 
 use gzip::GzWriter;
 use hash::HashingSink;
