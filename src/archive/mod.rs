@@ -28,6 +28,7 @@ use flate2::Compression;
 mod entropy;
 mod gzip;
 mod hash;
+mod listing;
 mod walk;
 mod zeros;
 
