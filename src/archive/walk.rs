@@ -108,7 +108,7 @@ impl<W: Write> Walk<'_, W> {
 
         // In byte order, not locale order: deterministic everywhere; read
         // in batches, so memory does not grow with the number of entries.
-        let mut listing = SortedListing::new(&fd).map_err(|e| unreadable(e.into()))?;
+        let mut listing = SortedListing::new(&fd).map_err(unreadable)?;
         while listing.next_batch().map_err(unreadable)? {
             for entry in listing.entries() {
                 let (child, listed_type) = entry.map_err(unreadable)?;
