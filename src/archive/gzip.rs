@@ -99,6 +99,10 @@ pub(super) struct GzWriter<W: Write> {
     finished: BTreeMap<u64, (Vec<u8>, Crc, u64)>,
     /// Zero bytes of the zero blocks written so far and not yet encoded.
     zero_run: u64,
+    /// A block failed (to encode, or to be written): it will never be
+    /// written, so the blocks after it never will be either, and waiting
+    /// for them would wait forever. Every later call fails at once.
+    failed: bool,
     /// Input and output buffers, reused: memory stays flat.
     spare: Vec<Vec<u8>>,
     spare_out: Vec<Vec<u8>>,
@@ -149,6 +153,7 @@ impl<W: Write> GzWriter<W> {
             max_in_flight: threads,
             finished: BTreeMap::new(),
             zero_run: 0,
+            failed: false,
             spare: Vec::new(),
             spare_out: Vec::new(),
         })
@@ -212,6 +217,9 @@ impl<W: Write> GzWriter<W> {
     /// Hand the current block to a worker (waiting while enough are in
     /// flight) and start the next one.
     fn send_block(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("the gzip stream failed earlier"));
+        }
         if self.fill == 0 {
             return Ok(());
         }
@@ -258,6 +266,15 @@ impl<W: Write> GzWriter<W> {
     }
 
     fn receive_one(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("the gzip stream failed earlier"));
+        }
+        let result = self.receive_and_write();
+        self.failed = result.is_err();
+        result
+    }
+
+    fn receive_and_write(&mut self) -> io::Result<()> {
         let done = self
             .results
             .recv()

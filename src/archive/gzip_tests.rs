@@ -233,3 +233,56 @@ fn blocks_are_held_until_written_and_no_more_than_one_per_worker() {
     let out = gz.finish().expect("finish");
     assert_eq!(decode(&out), text(30 * BLOCK));
 }
+
+/// A sink that takes `left` bytes, then reports a full disk.
+struct FillsUp {
+    left: usize,
+}
+
+impl Write for FillsUp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() > self.left {
+            return Err(io::ErrorKind::StorageFull.into());
+        }
+        self.left -= buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_write_fails_every_later_call_instead_of_waiting_forever() {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let noise = random_bytes(40 * BLOCK, 3);
+        let mut gz =
+            GzWriter::new(FillsUp { left: 3 * BLOCK }, Compression::new(6), 2).expect("new");
+        let mut first_error = None;
+        for piece in noise.chunks(BLOCK / 3) {
+            let written = gz.content_space(piece.len()).map(|space| {
+                let n = space.len().min(piece.len());
+                space[..n].copy_from_slice(&piece[..n]);
+                n
+            });
+            match written {
+                Ok(n) => gz.commit_content(n),
+                Err(e) => {
+                    first_error = Some(e.kind());
+                    break;
+                }
+            }
+        }
+        // What tar's Drop does after an error: write its end blocks.
+        let later = gz
+            .write_all(&[0u8; 1024])
+            .and_then(|()| gz.finish().map(drop));
+        let _ = tx.send((first_error, later.is_err()));
+    });
+    let (first_error, later_failed) = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the writer hung after a failed write");
+    assert_eq!(first_error, Some(io::ErrorKind::StorageFull));
+    assert!(later_failed, "calls after a failure must fail too");
+}
