@@ -14,9 +14,12 @@
 //! Every deflate run is primed with the 32 KiB of input before it (stored
 //! bytes included, so match distances stay right) and ends with a sync flush,
 //! byte-aligned and not final, so runs and blocks concatenate into one valid
-//! deflate stream. Stored runs are raw stored blocks written by hand. The
-//! stream ends with an empty final stored block. The CRC is computed by the
-//! workers per block and combined in order.
+//! deflate stream. Stored runs are raw stored blocks written by hand. A
+//! block of nothing but zeros after a zero byte (sparse files, disk images)
+//! is not encoded by its worker: consecutive ones are merged, in order, into
+//! one run written as a single hand-made deflate block ([`super::zeros`]).
+//! The stream ends with an empty final stored block. The CRC is computed by
+//! the workers per block and combined in order.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -26,12 +29,16 @@ use std::thread::JoinHandle;
 use flate2::{Compress, Compression, Crc, FlushCompress};
 
 use super::entropy::{Run, plan_runs};
+use super::zeros::write_zero_run;
 
 /// Input per block (one job for a worker). Small enough to keep memory flat
-/// (about ten block-sized buffers are live), large enough that per-block
-/// costs (priming with 32 KiB, a fresh compressor) stay a few percent.
-/// 256 KiB measured no lower peak RSS and twice the CPU on a sparse file.
+/// (2 buffers per block not yet written, and the one being filled), large
+/// enough that per-block costs (priming with 32 KiB, a fresh compressor)
+/// stay a few percent.
 pub(super) const BLOCK: usize = 512 * 1024;
+/// Room for a block's encoding: stored whole, or deflated without gain
+/// (plus headers and flushes); rarely exceeded, then grown 64 KiB at a time.
+const OUT_CAPACITY: usize = BLOCK + BLOCK / 64 + 4096;
 /// Deflate's window: how much earlier input primes a deflate run.
 const WINDOW: usize = 32 * 1024;
 /// Largest payload of one stored deflate block.
@@ -60,6 +67,9 @@ struct Done {
     seq: u64,
     /// The CRC of the block's input.
     output: io::Result<Crc>,
+    /// The block is all zeros after a zero byte: `out` is empty, the block
+    /// joins the run of zeros being written.
+    zeros: bool,
     out: Vec<u8>,
     /// The input buffer, returned for reuse.
     data: Vec<u8>,
@@ -81,10 +91,18 @@ pub(super) struct GzWriter<W: Write> {
     workers: Vec<JoinHandle<()>>,
     next_seq: u64,
     next_to_write: u64,
+    /// Blocks sent and not yet written (with workers, or in `finished`).
     in_flight: usize,
     max_in_flight: usize,
-    /// Encoded blocks waiting for the ones before them, with their CRCs.
-    finished: BTreeMap<u64, (Vec<u8>, Crc)>,
+    /// Encoded blocks waiting for the ones before them, with their CRCs
+    /// and their length if they are zero blocks (0 if not).
+    finished: BTreeMap<u64, (Vec<u8>, Crc, u64)>,
+    /// Zero bytes of the zero blocks written so far and not yet encoded.
+    zero_run: u64,
+    /// A block failed (to encode, or to be written): it will never be
+    /// written, so the blocks after it never will be either, and waiting
+    /// for them would wait forever. Every later call fails at once.
+    failed: bool,
     /// Input and output buffers, reused: memory stays flat.
     spare: Vec<Vec<u8>>,
     spare_out: Vec<Vec<u8>>,
@@ -128,8 +146,15 @@ impl<W: Write> GzWriter<W> {
             next_seq: 0,
             next_to_write: 0,
             in_flight: 0,
+            // One per worker and one queued (a worker done early takes it
+            // instead of waiting for a slow block before it: measured
+            // faster on text under load, for 1 MiB). Counted until
+            // written, so however the workers are scheduled, no more are
+            // held (memory stays flat).
             max_in_flight: threads + 1,
             finished: BTreeMap::new(),
+            zero_run: 0,
+            failed: false,
             spare: Vec::new(),
             spare_out: Vec::new(),
         })
@@ -157,6 +182,7 @@ impl<W: Write> GzWriter<W> {
         while self.in_flight > 0 {
             self.receive_one()?;
         }
+        self.write_zero_run()?;
         let (sum, amount) = (self.crc.sum(), self.crc.amount());
         let out = self.out()?;
         // An empty final stored block ends the deflate stream.
@@ -192,6 +218,9 @@ impl<W: Write> GzWriter<W> {
     /// Hand the current block to a worker (waiting while enough are in
     /// flight) and start the next one.
     fn send_block(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("the gzip stream failed earlier"));
+        }
         if self.fill == 0 {
             return Ok(());
         }
@@ -214,7 +243,12 @@ impl<W: Write> GzWriter<W> {
             self.window.drain(..self.window.len() - keep);
             self.window.extend_from_slice(&data);
         }
-        let mut out = self.spare_out.pop().unwrap_or_default();
+        // Allocated here, at full size: workers allocate nothing big (in
+        // glibc a worker's allocations would stay in its own arena).
+        let mut out = self
+            .spare_out
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(OUT_CAPACITY));
         out.clear();
         let job = Job {
             seq: self.next_seq,
@@ -233,26 +267,54 @@ impl<W: Write> GzWriter<W> {
     }
 
     fn receive_one(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("the gzip stream failed earlier"));
+        }
+        let result = self.receive_and_write();
+        self.failed = result.is_err();
+        result
+    }
+
+    fn receive_and_write(&mut self) -> io::Result<()> {
         let done = self
             .results
             .recv()
             .map_err(|_| io::Error::other("deflate worker died"))?;
-        self.in_flight -= 1;
+        let zeros = if done.zeros {
+            done.data.len() as u64
+        } else {
+            0
+        };
         self.spare.push(done.data);
         // Blocks arrive in any order; they are written (and their CRCs
         // combined) in order.
         let crc = done.output?;
-        self.finished.insert(done.seq, (done.out, crc));
+        self.finished.insert(done.seq, (done.out, crc, zeros));
         self.write_ready()
     }
 
-    /// Write finished blocks that are next in order.
+    /// Write finished blocks that are next in order; zero blocks extend the
+    /// run of zeros, written before the next block that is not one.
     fn write_ready(&mut self) -> io::Result<()> {
-        while let Some((out, crc)) = self.finished.remove(&self.next_to_write) {
+        while let Some((out, crc, zeros)) = self.finished.remove(&self.next_to_write) {
             self.crc.combine(&crc);
-            self.out()?.write_all(&out)?;
+            if zeros > 0 {
+                self.zero_run += zeros;
+            } else {
+                self.write_zero_run()?;
+                self.out()?.write_all(&out)?;
+            }
             self.spare_out.push(out);
             self.next_to_write += 1;
+            self.in_flight -= 1;
+        }
+        Ok(())
+    }
+
+    fn write_zero_run(&mut self) -> io::Result<()> {
+        let run = std::mem::take(&mut self.zero_run);
+        if run > 0 {
+            write_zero_run(self.out()?, run)?;
         }
         Ok(())
     }
@@ -284,13 +346,11 @@ impl<W: Write> Write for GzWriter<W> {
     }
 }
 
-/// A worker's compressor, and the one block it keeps ready: a full block of
-/// zeros after a window of zeros (sparse files, disk images) always
-/// encodes to the same bytes.
+/// A worker's compressor, and the CRC of a full block of zeros (sparse
+/// files have thousands).
 struct Encoder {
-    level: Compression,
     deflate: Compress,
-    zero_block: Option<(Vec<u8>, Crc)>,
+    zero_crc: Option<Crc>,
 }
 
 fn worker_loop(
@@ -298,11 +358,7 @@ fn worker_loop(
     jobs: &std::sync::Mutex<mpsc::Receiver<Job>>,
     done: &mpsc::Sender<Done>,
 ) {
-    let mut encoder = Encoder {
-        level,
-        deflate: Compress::new(level, false),
-        zero_block: None,
-    };
+    let mut encoder = Encoder::new(level);
     loop {
         // Hold the lock only to take a job, not while compressing.
         let job = match jobs.lock() {
@@ -311,11 +367,17 @@ fn worker_loop(
         };
         let Ok(mut job) = job else { return };
         let mut out = std::mem::take(&mut job.out);
-        let output = encoder.encode(&job, &mut out);
+        let zeros = job.dictionary.last() == Some(&0) && all_zero(&job.data);
+        let output = if zeros {
+            Ok(encoder.zero_crc(job.data.len()))
+        } else {
+            encoder.encode(&job, &mut out)
+        };
         if done
             .send(Done {
                 seq: job.seq,
                 output,
+                zeros,
                 out,
                 data: job.data,
             })
@@ -327,27 +389,40 @@ fn worker_loop(
 }
 
 impl Encoder {
+    fn new(level: Compression) -> Self {
+        Encoder {
+            deflate: Compress::new(level, false),
+            zero_crc: None,
+        }
+    }
+
+    /// The CRC of `len` zero bytes.
+    fn zero_crc(&mut self, len: usize) -> Crc {
+        let zeros_of = |mut len: usize| {
+            const ZEROS: [u8; 4096] = [0; 4096];
+            let mut crc = Crc::new();
+            while len > 0 {
+                let k = len.min(ZEROS.len());
+                crc.update(&ZEROS[..k]);
+                len -= k;
+            }
+            crc
+        };
+        let mut copy = Crc::new();
+        if len == BLOCK {
+            copy.combine(self.zero_crc.get_or_insert_with(|| zeros_of(BLOCK)));
+        } else {
+            copy.combine(&zeros_of(len));
+        }
+        copy
+    }
+
     /// Encode the job's block into `out`; the CRC of its input.
     fn encode(&mut self, job: &Job, out: &mut Vec<u8>) -> io::Result<Crc> {
-        let zeros = job.data.len() == BLOCK
-            && job.dictionary.len() == WINDOW
-            && all_zero(&job.data)
-            && all_zero(&job.dictionary);
-        if zeros && let Some((encoded, crc)) = &self.zero_block {
-            out.extend_from_slice(encoded);
-            let mut copy = Crc::new();
-            copy.combine(crc);
-            return Ok(copy);
-        }
         let mut crc = Crc::new();
         crc.update(&job.data);
         let runs = plan_runs(&job.data, &job.cuts);
         self.encode_runs(&job.dictionary, &job.data, &runs, out)?;
-        if zeros {
-            let mut copy = Crc::new();
-            copy.combine(&crc);
-            self.zero_block = Some((out.clone(), copy));
-        }
         Ok(crc)
     }
 
@@ -362,8 +437,6 @@ impl Encoder {
         runs: &[Run],
         out: &mut Vec<u8>,
     ) -> io::Result<()> {
-        // Room for the block stored whole, so the buffer is never regrown.
-        out.reserve(data.len() + data.len() / 16 + 1024);
         // How far into `data` the compressor's history reaches; None until
         // this block's first deflate run.
         let mut history_end: Option<usize> = None;
@@ -375,12 +448,7 @@ impl Encoder {
             }
             let gap_from = match history_end {
                 None => {
-                    // A fresh compressor, not a reset one: zlib's match
-                    // search may peek at stale window bytes past the input
-                    // (the match is cut back, but which one wins may
-                    // differ), so a reused one would make a block's bytes
-                    // depend on which blocks that worker saw before.
-                    self.deflate = Compress::new(self.level, false);
+                    self.start_afresh()?;
                     // Dictionary bytes still within WINDOW of the run.
                     let from_dict = WINDOW.saturating_sub(run.start).min(dictionary.len());
                     self.set_dictionary(&dictionary[dictionary.len() - from_dict..])?;
@@ -392,6 +460,26 @@ impl Encoder {
             self.deflate_sync(bytes, out)?;
             history_end = Some(run.end);
         }
+        Ok(())
+    }
+
+    /// Put the compressor in the state of a new one, without allocating
+    /// one per block (in glibc, a worker's freed compressors stay in its
+    /// own arena, and their churn raised peak RSS by megabytes).
+    ///
+    /// A reset alone is not enough: zlib's match search may peek at window
+    /// bytes past the input (the match is cut back, but which one wins may
+    /// differ), and a reset keeps the last block's bytes there, so a
+    /// block's bytes would depend on which blocks its worker saw before. A
+    /// new compressor's window is zeros: so is this one's after zeros are
+    /// loaded through the whole of it (a dictionary as long as the window
+    /// replaces the first half, the next one fills the second).
+    fn start_afresh(&mut self) -> io::Result<()> {
+        static ZEROS: [u8; 2 * WINDOW] = [0; 2 * WINDOW];
+        self.deflate.reset();
+        self.set_dictionary(&ZEROS)?;
+        self.set_dictionary(&ZEROS[..WINDOW])?;
+        self.deflate.reset();
         Ok(())
     }
 
@@ -409,7 +497,7 @@ impl Encoder {
         let mut consumed = 0usize;
         loop {
             if out.capacity() - out.len() < 1024 {
-                out.reserve(out.capacity().max(64 * 1024));
+                out.reserve_exact(64 * 1024);
             }
             let before_in = self.deflate.total_in();
             let before_out = out.len();
@@ -446,132 +534,5 @@ fn all_zero(data: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::archive::tests::random_bytes;
-    use std::io::Read;
-
-    fn text(n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n);
-        let mut i = 0u64;
-        while v.len() < n {
-            v.extend_from_slice(
-                format!("{i},arm{},torque={:.4}\n", i % 7, (i % 997) as f64 / 13.0).as_bytes(),
-            );
-            i += 1;
-        }
-        v.truncate(n);
-        v
-    }
-
-    fn put_content(gz: &mut GzWriter<Vec<u8>>, mut data: &[u8]) {
-        while !data.is_empty() {
-            let space = gz.content_space(data.len()).expect("space");
-            let n = space.len().min(data.len()).min(7000); // odd read sizes
-            space[..n].copy_from_slice(&data[..n]);
-            gz.commit_content(n);
-            data = &data[n..];
-        }
-    }
-
-    fn decode(gz: &[u8]) -> Vec<u8> {
-        let mut decoded = Vec::new();
-        flate2::read::GzDecoder::new(gz)
-            .read_to_end(&mut decoded)
-            .expect("valid gzip");
-        decoded
-    }
-
-    /// Headers and content interleaved as tar does, with content that is
-    /// stored (noise), deflated (text) and zero, in pieces that straddle
-    /// blocks: stored bytes sit between deflate runs that must still find
-    /// matches across them.
-    fn encode(parts: &[(Kind, Vec<u8>)], threads: usize) -> Vec<u8> {
-        let mut gz = GzWriter::new(Vec::new(), Compression::new(6), threads).expect("new");
-        for (kind, data) in parts {
-            match kind {
-                Kind::Meta => gz.write_all(data).expect("write"),
-                Kind::Content => put_content(&mut gz, data),
-            }
-        }
-        gz.finish().expect("finish")
-    }
-
-    /// (kind, bytes, stored?) for 100 files as tar lays them out.
-    fn sample_parts() -> Vec<(Kind, Vec<u8>, bool)> {
-        let mut parts = Vec::new();
-        for i in 0..100u64 {
-            let mut header = format!("header of file {i:05} mode 0644 uid 1000").into_bytes();
-            header.resize(512, 0);
-            parts.push((Kind::Meta, header, false));
-            let (content, noise) = match i % 5 {
-                0 => (random_bytes(4096, i + 1), true),
-                1 => (text(3000 + (i as usize * 37) % 5000), false),
-                2 => (random_bytes(70_000 + i as usize, i + 7), true),
-                3 if i < 20 => (vec![0u8; 2 * BLOCK + 1000], false),
-                _ => (text(50_000), false),
-            };
-            let pad = (512 - content.len() % 512) % 512;
-            parts.push((Kind::Content, content, noise));
-            parts.push((Kind::Meta, vec![0u8; pad], false));
-        }
-        parts
-    }
-
-    #[test]
-    fn mixed_stream_round_trips_the_same_for_any_thread_count() {
-        let parts = sample_parts();
-        let kinds: Vec<_> = parts.iter().map(|p| (p.0, p.1.clone())).collect();
-        let one = encode(&kinds, 1);
-        assert_eq!(one, encode(&kinds, 3), "output depends on the threads");
-        assert_eq!(one, encode(&kinds, 0), "output depends on timing");
-        let expected: Vec<u8> = parts.iter().flat_map(|p| p.1.clone()).collect();
-        assert_eq!(decode(&one), expected);
-        // Noise is stored, the rest deflated about as well as gzip does.
-        let noise: usize = parts.iter().filter(|p| p.2).map(|p| p.1.len()).sum();
-        let rest = {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::new(6));
-            for p in parts.iter().filter(|p| !p.2) {
-                e.write_all(&p.1).expect("w");
-            }
-            e.finish().expect("f").len()
-        };
-        assert!(
-            one.len() < noise + noise / 500 + rest * 11 / 10,
-            "{} vs {noise} + {rest}",
-            one.len()
-        );
-    }
-
-    #[test]
-    fn priming_keeps_the_ratio_of_one_sequential_stream() {
-        let data = text(3 * BLOCK + 17);
-        let seq = {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::new(6));
-            e.write_all(&data).expect("w");
-            e.finish().expect("f").len()
-        };
-        let par = encode(&[(Kind::Content, data.clone())], 0);
-        assert_eq!(decode(&par), data);
-        assert!(
-            (par.len() as f64) < seq as f64 * 1.01,
-            "parallel {} vs sequential {seq}",
-            par.len()
-        );
-    }
-
-    #[test]
-    fn zero_blocks_reuse_their_encoding() {
-        let zeros = vec![0u8; 5 * BLOCK + 3];
-        let out = encode(&[(Kind::Content, zeros.clone())], 2);
-        assert_eq!(decode(&out), zeros);
-        assert!(out.len() < 10_000, "{}", out.len());
-        assert_eq!(out, encode(&[(Kind::Content, zeros)], 1));
-    }
-
-    #[test]
-    fn empty_stream_is_valid() {
-        let gz = GzWriter::new(Vec::new(), Compression::new(6), 0).expect("new");
-        assert!(decode(&gz.finish().expect("finish")).is_empty());
-    }
-}
+#[path = "gzip_tests.rs"]
+mod tests;

@@ -5,19 +5,24 @@
 //!   that changes by merely reading (atime) is stored.
 //! - Symlinks are stored as symlinks and never followed; FIFOs, sockets and
 //!   devices are skipped with a warning and never opened.
-//! - Streamed through fixed-size buffers: memory does not grow with size.
+//! - Streamed through fixed-size buffers: memory does not grow with size,
+//!   nor with the number of files (listings are sorted in bounded passes).
 //! - Incompressible data (video, JPEG frames, already-compressed files) is
 //!   detected per 64 KiB piece by its byte entropy and written as stored
 //!   deflate blocks instead of being run through the compressor. That is
 //!   most of the speed available.
 //! - Files are batched into 512 KiB blocks: threads meet once per block,
 //!   not once per file, so many small files cost no more than one big one.
+//! - Runs of zeros (sparse files, disk images) are written as one deflate
+//!   block each, at deflate's best ratio, without being compressed.
 //! - Written to `<id>.tar.gz.partial`, fsynced, then renamed, with SHA-256
 //!   computed on the way out.
 //!
-//! The pieces: `walk` (the tree into tar entries), `entropy` (which runs
+//! The pieces: `walk` (the tree into tar entries), `listing` (a
+//! directory's names in order, in bounded memory), `entropy` (which runs
 //! of a block to store or deflate), `gzip` (the parallel gzip writer),
-//! `hash` (SHA-256 read back behind the writer).
+//! `zeros` (runs of zeros as one deflate block), `hash` (SHA-256 read back
+//! behind the writer).
 
 use std::fs;
 use std::io::{self, Read};
@@ -28,7 +33,9 @@ use flate2::Compression;
 mod entropy;
 mod gzip;
 mod hash;
+mod listing;
 mod walk;
+mod zeros;
 
 use gzip::GzWriter;
 use hash::HashingSink;

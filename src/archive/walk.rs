@@ -18,9 +18,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
 use super::gzip::GzWriter;
+use super::listing::SortedListing;
 use super::{ArchiveError, Skipped};
 
 /// What the walk put into the archive, and what it left out.
@@ -105,75 +106,62 @@ impl<W: Write> Walk<'_, W> {
             .map_err(|e| self.write_err(e))?;
         self.entries += 1;
 
-        // The names, packed (NUL-terminated, one buffer): a directory of
-        // 100,000 camera frames costs ~3 MB here, not twice that.
-        // Sized once from the directory's own size (on most filesystems
-        // about 20-40 bytes per entry): growing by copies would leave the
-        // old copies behind in the allocator, and pages reserved but never
-        // written cost nothing.
-        let hint = usize::try_from(stat.st_size.max(0))
-            .unwrap_or(0)
-            .min(64 << 20);
-        let mut names: Vec<u8> = Vec::with_capacity(hint);
-        let mut children: Vec<(u32, u32, FileType)> = Vec::with_capacity(hint / 16);
-        let mut listing = Dir::read_from(&fd).map_err(|e| unreadable(e.into()))?;
-        while let Some(entry) = listing.read() {
-            let entry = entry.map_err(|e| unreadable(e.into()))?;
-            let child = entry.file_name().to_bytes_with_nul();
-            if child != b".\0" && child != b"..\0" {
-                let too_big = || unreadable(io::Error::other("directory listing over 4 GiB"));
-                let start = u32::try_from(names.len()).map_err(|_| too_big())?;
-                names.extend_from_slice(child);
-                let end = u32::try_from(names.len() - 1).map_err(|_| too_big())?;
-                children.push((start, end, entry.file_type()));
+        // In byte order, not locale order: deterministic everywhere; read
+        // in batches, so memory does not grow with the number of entries.
+        let mut listing = SortedListing::new(&fd).map_err(unreadable)?;
+        while listing.next_batch().map_err(unreadable)? {
+            for entry in listing.entries() {
+                let (child, listed_type) = entry.map_err(unreadable)?;
+                self.child(&fd, dir, name, child, listed_type)?;
             }
         }
-        drop(listing);
-        let name_of = |start: u32, end: u32| &names[start as usize..end as usize];
-        // Byte order, not locale order: deterministic everywhere.
-        children.sort_unstable_by(|a, b| name_of(a.0, a.1).cmp(name_of(b.0, b.1)));
-        for (start, end, listed_type) in children {
-            let child = CStr::from_bytes_with_nul(&names[start as usize..=end as usize])
-                .map_err(|e| unreadable(io::Error::other(e)))?;
-            let child_os = OsStr::from_bytes(child.to_bytes());
-            let path = dir.join(child_os);
-            let inner = name.join(child_os);
-            let unreadable_child = |source: io::Error| ArchiveError::Unreadable {
-                path: path.clone(),
-                source,
-            };
-            // Most filesystems name the type in the listing; where they
-            // do not, look (without following).
-            let file_type = if listed_type == FileType::Unknown {
-                let st = rustix::fs::statat(&fd, child, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| unreadable_child(e.into()))?;
-                FileType::from_raw_mode(st.st_mode)
-            } else {
-                listed_type
-            };
-            match file_type {
-                FileType::Directory => {
-                    let sub = rustix::fs::openat(
-                        &fd,
-                        child,
-                        open_flags() | OFlags::DIRECTORY,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| unreadable_child(e.into()))?;
-                    self.directory(sub, &path, &inner)?;
-                }
-                FileType::RegularFile => self.file(&fd, child, &path, &inner)?,
-                FileType::Symlink => self.symlink(&fd, child, &path, &inner)?,
-                other => {
-                    let kind = match other {
-                        FileType::Fifo => "fifo",
-                        FileType::Socket => "socket",
-                        FileType::BlockDevice => "block device",
-                        FileType::CharacterDevice => "character device",
-                        _ => "unknown file type",
-                    };
-                    self.skipped.push(Skipped { path: inner, kind });
-                }
+        Ok(())
+    }
+
+    /// Archive the entry `child` of the open directory `fd` (`dir` in
+    /// errors, `name` in the archive).
+    fn child(
+        &mut self,
+        fd: &OwnedFd,
+        dir: &Path,
+        name: &Path,
+        child: &CStr,
+        listed_type: FileType,
+    ) -> Result<(), ArchiveError> {
+        let child_os = OsStr::from_bytes(child.to_bytes());
+        let path = dir.join(child_os);
+        let inner = name.join(child_os);
+        let unreadable_child = |source: io::Error| ArchiveError::Unreadable {
+            path: path.clone(),
+            source,
+        };
+        // Most filesystems name the type in the listing; where they
+        // do not, look (without following).
+        let file_type = if listed_type == FileType::Unknown {
+            let st = rustix::fs::statat(fd, child, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| unreadable_child(e.into()))?;
+            FileType::from_raw_mode(st.st_mode)
+        } else {
+            listed_type
+        };
+        match file_type {
+            FileType::Directory => {
+                let sub =
+                    rustix::fs::openat(fd, child, open_flags() | OFlags::DIRECTORY, Mode::empty())
+                        .map_err(|e| unreadable_child(e.into()))?;
+                self.directory(sub, &path, &inner)?;
+            }
+            FileType::RegularFile => self.file(fd, child, &path, &inner)?,
+            FileType::Symlink => self.symlink(fd, child, &path, &inner)?,
+            other => {
+                let kind = match other {
+                    FileType::Fifo => "fifo",
+                    FileType::Socket => "socket",
+                    FileType::BlockDevice => "block device",
+                    FileType::CharacterDevice => "character device",
+                    _ => "unknown file type",
+                };
+                self.skipped.push(Skipped { path: inner, kind });
             }
         }
         Ok(())
