@@ -259,11 +259,17 @@ impl<W: Write> GzWriter<W> {
         };
         self.next_seq += 1;
         self.in_flight += 1;
-        self.jobs
+        let sent = self
+            .jobs
             .as_ref()
-            .ok_or_else(|| io::Error::other("deflate workers stopped"))?
-            .send(job)
-            .map_err(|_| io::Error::other("deflate worker died"))
+            .ok_or_else(|| io::Error::other("deflate workers stopped"))
+            .and_then(|jobs| {
+                jobs.send(job)
+                    .map_err(|_| io::Error::other("deflate worker died"))
+            });
+        // Counted in flight but never to come back: fail from now on.
+        self.failed |= sent.is_err();
+        sent
     }
 
     fn receive_one(&mut self) -> io::Result<()> {
@@ -371,7 +377,16 @@ fn worker_loop(
         let output = if zeros {
             Ok(encoder.zero_crc(job.data.len()))
         } else {
-            encoder.encode(&job, &mut out)
+            // A panic must come back as this block's error: the writer
+            // waits for every block in order, and would wait for this one
+            // forever while the other workers live on.
+            let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                encoder.encode(&job, &mut out)
+            }));
+            encoded.unwrap_or_else(|_| {
+                encoder = Encoder::new(level);
+                Err(io::Error::other("a deflate worker panicked"))
+            })
         };
         if done
             .send(Done {
@@ -475,10 +490,14 @@ impl Encoder {
     /// loaded through the whole of it (a dictionary as long as the window
     /// replaces the first half, the next one fills the second).
     fn start_afresh(&mut self) -> io::Result<()> {
-        static ZEROS: [u8; 2 * WINDOW] = [0; 2 * WINDOW];
+        // Chunks shorter than the window are appended by every zlib (one
+        // as long as it may replace the history instead, zlib-rs at twice
+        // the window, C zlib at once): four fill the window's two halves.
+        static ZEROS: [u8; WINDOW / 2] = [0; WINDOW / 2];
         self.deflate.reset();
-        self.set_dictionary(&ZEROS)?;
-        self.set_dictionary(&ZEROS[..WINDOW])?;
+        for _ in 0..4 {
+            self.set_dictionary(&ZEROS)?;
+        }
         self.deflate.reset();
         Ok(())
     }
