@@ -15,6 +15,20 @@ fn id() -> EpisodeId {
     EpisodeId::parse("ep-1").expect("id")
 }
 
+/// What a 500 on `episode` tells the pause.
+fn failed_500(episode: &str, contact: Contact) -> HostSignal {
+    let verdict = transient(Some(500), None);
+    HostSignal::of(&verdict, contact, &EpisodeId::parse(episode).expect("id"))
+}
+
+/// The pause `signal` starts after `before` (it must start one).
+fn started(signal: &HostSignal, before: Option<&HostPause>) -> HostPause {
+    match after_signal(signal, before, now(), 0.5, PROBE) {
+        PauseChange::Start(p) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn transient(status: Option<u16>, retry_after: Option<u64>) -> Verdict {
     Verdict::Transient {
         status,
@@ -326,23 +340,8 @@ fn one_quick_retry_then_one_probe_per_interval() {
 /// in a row of failures mean the receiver itself is failing.
 #[test]
 fn a_lone_suspect_is_retried_at_once() {
-    let failed = |episode: &str| {
-        HostSignal::of(
-            &transient(Some(500), None),
-            Contact::Reached,
-            &EpisodeId::parse(episode).expect("id"),
-        )
-    };
-    let next = |signal: &HostSignal, before: Option<&HostPause>| match after_signal(
-        signal,
-        before,
-        now(),
-        0.5,
-        PROBE,
-    ) {
-        PauseChange::Start(p) => p,
-        other => panic!("{other:?}"),
-    };
+    let failed = |episode: &str| failed_500(episode, Contact::Reached);
+    let next = started;
     let mut p = next(&failed("poison"), None);
     for _ in 0..5 {
         assert_eq!((p.until - NOW, p.suspects.len()), (1, 1), "{p:?}");
@@ -420,20 +419,8 @@ fn a_refusal_keeps_the_seeds_schedule() {
 
 #[test]
 fn suspects_gather_over_a_row_and_go_with_it() {
-    let failed = |episode: &str, contact| {
-        let verdict = transient(Some(500), None);
-        HostSignal::of(&verdict, contact, &EpisodeId::parse(episode).expect("id"))
-    };
-    let start = |signal: &HostSignal, before: Option<&HostPause>| match after_signal(
-        signal,
-        before,
-        now(),
-        0.5,
-        PROBE,
-    ) {
-        PauseChange::Start(p) => p,
-        other => panic!("{other:?}"),
-    };
+    let failed = failed_500;
+    let start = started;
     let mut p = start(&failed("a", Contact::Reached), None);
     assert_eq!(p.suspects, ["a"]);
     p = start(&failed("a", Contact::Reached), Some(&p));
