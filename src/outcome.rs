@@ -73,6 +73,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// No answer at all (no connection, a stall, a cancelled upload): try
+    /// again later.
+    pub fn unanswered(reason: String) -> Verdict {
+        Verdict::Transient {
+            status: None,
+            reason,
+            retry_after: None,
+        }
+    }
+
     pub fn kind(&self) -> OutcomeKind {
         match self {
             Verdict::Shipped { .. } => OutcomeKind::Shipped,
@@ -151,13 +161,7 @@ pub fn classify(
 ) -> Verdict {
     let reply = match result {
         Ok(reply) => reply,
-        Err(e) => {
-            return Verdict::Transient {
-                status: None,
-                reason: e.to_string(),
-                retry_after: None,
-            };
-        }
+        Err(e) => return Verdict::unanswered(e.to_string()),
     };
     let status = reply.status;
     let reason = with_body(status, &reply.body_excerpt);
@@ -248,15 +252,11 @@ pub fn confirmed(status: u16, reason: String, check: Option<&Confirmation>) -> V
     let head = match &check.result {
         Ok(head) => head,
         Err(e) => {
-            return Verdict::Transient {
-                status: None,
-                reason: format!(
-                    "{reason}; the confirming {} got no answer ({e}): kept until a refusal is \
+            return Verdict::unanswered(format!(
+                "{reason}; the confirming {} got no answer ({e}): kept until a refusal is \
                      confirmed",
-                    check.request
-                ),
-                retry_after: None,
-            };
+                check.request
+            ));
         }
     };
     let answered = format!("{} answered {}", check.request, head.status);

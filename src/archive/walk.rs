@@ -49,10 +49,7 @@ pub(super) fn walk_episode<W: Write>(
         on_progress,
         partial_path,
     };
-    let unreadable = |source| ArchiveError::Unreadable {
-        path: episode_dir.to_path_buf(),
-        source,
-    };
+    let unreadable = unreadable(episode_dir);
     let root_meta = fs::symlink_metadata(episode_dir).map_err(unreadable)?;
     let handle = crate::lock::open_dir_nofollow(episode_dir).map_err(unreadable)?;
     let opened = handle.metadata().map_err(unreadable)?;
@@ -95,10 +92,7 @@ impl<W: Write> Walk<'_, W> {
 
     /// Archive the open directory `fd` (`dir` in errors) as `name`.
     fn directory(&mut self, fd: OwnedFd, dir: &Path, name: &Path) -> Result<(), ArchiveError> {
-        let unreadable = |source: io::Error| ArchiveError::Unreadable {
-            path: dir.to_path_buf(),
-            source,
-        };
+        let unreadable = unreadable(dir);
         let stat = rustix::fs::fstat(&fd).map_err(|e| unreadable(e.into()))?;
         let mut header = header_for(&stat, tar::EntryType::Directory, 0);
         self.builder
@@ -131,10 +125,7 @@ impl<W: Write> Walk<'_, W> {
         let child_os = OsStr::from_bytes(child.to_bytes());
         let path = dir.join(child_os);
         let inner = name.join(child_os);
-        let unreadable_child = |source: io::Error| ArchiveError::Unreadable {
-            path: path.clone(),
-            source,
-        };
+        let unreadable_child = unreadable(&path);
         // Most filesystems name the type in the listing; where they
         // do not, look (without following).
         let file_type = if listed_type == FileType::Unknown {
@@ -174,10 +165,7 @@ impl<W: Write> Walk<'_, W> {
         path: &Path,
         name: &Path,
     ) -> Result<(), ArchiveError> {
-        let unreadable = |source: io::Error| ArchiveError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        };
+        let unreadable = unreadable(path);
         let stat = rustix::fs::statat(dir, child, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| unreadable(e.into()))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink {
@@ -204,10 +192,7 @@ impl<W: Write> Walk<'_, W> {
         path: &Path,
         name: &Path,
     ) -> Result<(), ArchiveError> {
-        let unreadable = |source: io::Error| ArchiveError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        };
+        let unreadable = unreadable(path);
         // O_NOFOLLOW | O_NONBLOCK: if the entry was swapped for a link or a
         // FIFO since the listing, refuse it instead of following or hanging.
         let fd = rustix::fs::openat(dir, child, open_flags(), Mode::empty())
@@ -272,4 +257,12 @@ fn header_for(stat: &Stat, kind: tar::EntryType, size: u64) -> tar::Header {
     h.set_uid(u64::from(stat.st_uid));
     h.set_gid(u64::from(stat.st_gid));
     h
+}
+
+/// The error for `path` that could not be read, from the error that said so.
+fn unreadable(path: &Path) -> impl Fn(io::Error) -> ArchiveError + Copy + '_ {
+    move |source| ArchiveError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    }
 }

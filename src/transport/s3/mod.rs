@@ -155,15 +155,7 @@ impl S3Transport {
         let result = self.attempt(upload, state, persist, cancel, on_progress, &mut sent);
         let (verdict, contact) = match result {
             Ok(v) | Err(Stop::Verdict(v)) => (v, Contact::Reached),
-            Err(Stop::Transport(e)) => {
-                let contact = e.contact();
-                let verdict = Verdict::Transient {
-                    status: None,
-                    reason: e.to_string(),
-                    retry_after: None,
-                };
-                (verdict, contact)
-            }
+            Err(Stop::Transport(e)) => (Verdict::unanswered(e.to_string()), e.contact()),
         };
         // Settled without completing it: the upload is abandoned, abort it.
         if matches!(verdict, Verdict::Duplicate | Verdict::Quarantine { .. })
